@@ -1,0 +1,1 @@
+"""Audio decoding, processing and spectrograms."""
