@@ -1,0 +1,52 @@
+"""Voice bundle write → load round trip and its error messages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from gpt_sovits_train.clone.bundle import load_bundle, write_bundle
+
+
+def make_bundle(tmp_path: Path) -> Path:
+    (tmp_path / "g.ckpt").write_bytes(b"gpt-weights")
+    (tmp_path / "s.ckpt").write_bytes(b"sovits-weights")
+    sf.write(tmp_path / "ref.wav", 0.1 * np.ones(32000 * 4, dtype=np.float32), 32000)
+    return write_bundle(
+        tmp_path / "voice", "alice", tmp_path / "g.ckpt", tmp_path / "s.ckpt", tmp_path / "ref.wav",
+        "hello there", "en", ["en"], {"ssl": "TencentGameMate/chinese-hubert-base"}, "voice_name: alice\n",
+        {"data": {"kept_minutes": 1.0}, "losses": {"gpt": 2.5}},
+    )
+
+
+def test_bundle_round_trip(tmp_path: Path) -> None:
+    root = make_bundle(tmp_path)
+    bundle = load_bundle(root / "voice.json")
+    assert bundle.name == "alice" and bundle.reference_text == "hello there"
+    assert bundle.gpt_checkpoint.read_bytes() == b"gpt-weights"
+    assert bundle.sovits_checkpoint.read_bytes() == b"sovits-weights"
+    assert sf.info(bundle.reference_audio).duration == pytest.approx(4.0)
+    assert bundle.feature_models["ssl"] == "TencentGameMate/chinese-hubert-base"
+    assert bundle.extra["training_summary"]["losses"]["gpt"] == 2.5
+    card = (root / "README.md").read_text()
+    assert "alice" in card and "consent" in card and "1.0 min" in card
+
+
+def test_bundle_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="gst-clone"):
+        load_bundle(tmp_path)
+    root = make_bundle(tmp_path)
+    (root / "sovits.ckpt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"sovits\.ckpt"):
+        load_bundle(root)
+    index = json.loads((root / "voice.json").read_text())
+    (root / "voice.json").write_text(json.dumps(index | {"format": "other/9"}))
+    with pytest.raises(ValueError, match="unsupported bundle format"):
+        load_bundle(root)
+    with pytest.raises(ValueError, match=r"\.list"):
+        write_bundle(tmp_path / "v2", "x", tmp_path / "g.ckpt", tmp_path / "s.ckpt", tmp_path / "ref.wav", " ", "en",
+                     ["en"], {}, "", {})
