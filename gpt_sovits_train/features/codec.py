@@ -1,0 +1,50 @@
+"""Optional EnCodec codec tokens (``encodec`` package), e.g. for codec-token experiments.
+
+The model folder holds ``encodec_config.json`` (``{"sample_rate": 24000, "bandwidth": 6.0}``) and
+``encodec_state.pt`` (a state dict of ``encodec.EncodecModel.encodec_model_24khz``/``_48khz``); with real
+weights export them once with ``torch.save(model.state_dict(), ...)``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from encodec import EncodecModel
+
+from gpt_sovits_train.audio.io import resample
+from gpt_sovits_train.features.hub import pick_device, resolve_model_dir
+
+CONFIG_NAME = "encodec_config.json"
+STATE_NAME = "encodec_state.pt"
+
+
+def build_encodec(sample_rate: int = 24000) -> EncodecModel:
+    builders = {24000: EncodecModel.encodec_model_24khz, 48000: EncodecModel.encodec_model_48khz}
+    if sample_rate not in builders:
+        raise ValueError(f"EnCodec exists for 24000 or 48000 Hz, not {sample_rate}")
+    return builders[sample_rate](pretrained=False)
+
+
+class EncodecTokenizer:
+    """``__call__(wav [N], sample_rate) -> int64 [n_q, frames]``."""
+
+    version = "encodec-v1"
+
+    def __init__(self, model: str | Path, device: str | None = "auto") -> None:
+        folder = resolve_model_dir(model)
+        self.name = str(model)
+        config = json.loads((folder / CONFIG_NAME).read_text())
+        self.device = pick_device(device)
+        self.model = build_encodec(int(config.get("sample_rate", 24000)))
+        self.model.load_state_dict(torch.load(folder / STATE_NAME, map_location="cpu", weights_only=True))
+        self.model.set_target_bandwidth(float(config.get("bandwidth", 6.0)))
+        self.model.to(self.device).eval()
+
+    @torch.inference_mode()
+    def __call__(self, wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
+        audio = resample(wav.reshape(-1), sample_rate, self.model.sample_rate).to(self.device)
+        audio = audio.reshape(1, 1, -1).expand(1, self.model.channels, -1)
+        frames = self.model.encode(audio)
+        return torch.cat([codes for codes, _ in frames], dim=-1)[0].long().cpu()
