@@ -1,0 +1,119 @@
+"""``train(cfg)``: the one function behind ``gst-train`` — build everything from config, fit, report.
+
+Run length: ``trainer.max_steps`` / ``trainer.max_epochs`` are totals for the whole run. Resuming with
+``ckpt_path=...`` restores the step/epoch counters, so training continues to the same total instead of
+starting another full budget. ``ckpt_path=last`` picks the newest ``last.ckpt`` of this run's checkpoint dir
+(what an auto-requeued job wants); a path that does not exist is an error, not a silent fresh start.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig, OmegaConf
+
+import gpt_sovits_train.training.resolvers  # noqa: F401  (registers ${gst_*:} resolvers)
+from gpt_sovits_train.callbacks.preemption import PreemptionCheckpoint
+from gpt_sovits_train.training.instantiate import instantiate_callbacks, instantiate_loggers
+
+log = logging.getLogger(__name__)
+
+_SPECIAL_CKPT_PATHS = {"last", "best", "hpc"}
+
+
+def resolve_ckpt_path(ckpt_path: str | None) -> str | None:
+    """Validate the resume target early, with a message that says what to pass instead."""
+    if ckpt_path is None or str(ckpt_path) in _SPECIAL_CKPT_PATHS:
+        return ckpt_path
+    path = Path(str(ckpt_path)).expanduser()
+    if "://" not in str(ckpt_path) and not path.is_file():
+        raise FileNotFoundError(
+            f"ckpt_path={ckpt_path} does not exist. Pass a .ckpt written by a previous run "
+            "(<run dir>/checkpoints/last.ckpt), ckpt_path=last to resume this run dir's newest one, or ckpt_path=null."
+        )
+    return str(path) if "://" not in str(ckpt_path) else str(ckpt_path)
+
+
+def log_resolved_config(cfg: DictConfig, trainer: pl.Trainer) -> dict[str, Any]:
+    """Send the fully resolved config to every logger and write it next to the run (rank 0 only)."""
+    resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    assert isinstance(resolved, dict)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(resolved)
+    if trainer.is_global_zero:
+        out = Path(trainer.default_root_dir) / "resolved_config.yaml"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
+    return resolved
+
+
+def _checkpoint_paths(trainer: pl.Trainer) -> tuple[str | None, str | None]:
+    best = last = None
+    for cb in trainer.checkpoint_callbacks:
+        if isinstance(cb, ModelCheckpoint):
+            best = best or (cb.best_model_path or None)
+            last = last or (cb.last_model_path or None)
+    return best, last
+
+
+def _scalar_metrics(trainer: pl.Trainer) -> dict[str, float]:
+    metrics = {}
+    for name, value in trainer.callback_metrics.items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            metrics[name] = float(value.item())
+        elif isinstance(value, (int, float)):
+            metrics[name] = float(value)
+    return metrics
+
+
+def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
+    """Instantiate datamodule, model and trainer (with callbacks and loggers) from a composed ``train`` config."""
+    if cfg.get("seed") is not None:
+        pl.seed_everything(int(cfg.seed), workers=True)
+    log.info("datamodule <%s>", cfg.data._target_)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    log.info("model <%s>", cfg.model._target_)
+    model = hydra.utils.instantiate(cfg.model)
+    callbacks = instantiate_callbacks(cfg.get("callbacks"))
+    loggers = instantiate_loggers(cfg.get("logger"))
+    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    return datamodule, model, trainer
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit the configured stage; returns metrics, best/last checkpoint paths, final step and status.
+
+    ``status`` is ``"finished"``, or ``"preempted"`` when a SIGTERM/SIGUSR1 stopped the run after writing
+    ``preempted_checkpoint``.
+    """
+    datamodule, model, trainer = build(cfg)
+    log_resolved_config(cfg, trainer)
+    fit_model: Any = torch.compile(model) if cfg.get("compile", False) else model
+    status = "finished"
+    try:
+        trainer.fit(fit_model, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.get("ckpt_path")))
+    except SIGTERMException:
+        status = "preempted"
+    preemption = next((cb for cb in trainer.callbacks if isinstance(cb, PreemptionCheckpoint)), None)
+    if preemption is not None and preemption.saved_path is not None:
+        status = "preempted"
+    best, last = _checkpoint_paths(trainer)
+    return {
+        "status": status,
+        "metrics": _scalar_metrics(trainer),
+        "best_checkpoint": best,
+        "last_checkpoint": last,
+        "preempted_checkpoint": preemption.saved_path if preemption is not None else None,
+        "global_step": int(trainer.global_step),
+        "current_epoch": int(trainer.current_epoch),
+        "strategy": type(trainer.strategy).__name__,
+        "world_size": int(trainer.world_size),
+        "output_dir": str(trainer.default_root_dir),
+    }
