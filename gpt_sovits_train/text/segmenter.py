@@ -1,0 +1,157 @@
+"""Split mixed-script text into language runs (zh / ja / en) before normalization.
+
+Scripts decide most of it: Latin letters are English, kana are Japanese, Hangul and other alphabets are
+unsupported.  Han characters are Japanese when their sentence contains kana (or the caller says ``ja``), else
+Chinese.  Digits, symbols and punctuation have no language of their own: they join the run before them, except a
+number written directly before a Han/kana character (``3个``, ``3時``), which is read in that language.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from gpt_sovits_train.text.en_normalize import UNITS_EN
+from gpt_sovits_train.text.zh_normalize import UNITS_ZH
+
+SUPPORTED_LANGUAGES = ("zh", "en", "ja", "auto")
+
+# Unit abbreviations that stay with the number before them (80kg is one Chinese or English token).
+_UNITS = sorted({*UNITS_ZH, *UNITS_EN}, key=len, reverse=True)
+_NUMBER_WITH_UNIT = re.compile(r"\d[\d.,]*\s?(?:" + "|".join(re.escape(unit) for unit in _UNITS) + r")(?![A-Za-z])")
+_SENTENCE_END = set("。！？!?.\n")
+
+
+class UnsupportedTextError(ValueError):
+    """The text (or the requested language) cannot be turned into v2 phones; the message names the span."""
+
+
+@dataclass
+class Run:
+    """A stretch of text in one language; ``start``/``end`` index the caller's string."""
+
+    language: str
+    text: str
+    start: int
+    end: int
+
+
+def script_of(char: str) -> str:
+    """'han', 'kana', 'latin', 'hangul', 'other_letter' (unsupported alphabets) or 'neutral' (digits, marks, emoji)."""
+    code = ord(char)
+    if 0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0xF900 <= code <= 0xFAFF or char in "々〇":
+        return "han"
+    if (0x3040 <= code <= 0x30FF and char not in "・ー") or 0x31F0 <= code <= 0x31FF or 0xFF66 <= code <= 0xFF9D:
+        return "kana"
+    if char == "ー":
+        return "kana"
+    if ("a" <= char.lower() <= "z") or 0xFF21 <= code <= 0xFF3A or 0xFF41 <= code <= 0xFF5A:
+        return "latin"
+    if 0xAC00 <= code <= 0xD7AF or 0x1100 <= code <= 0x11FF or 0x3130 <= code <= 0x318F:
+        return "hangul"
+    if unicodedata.category(char).startswith("L") and unicodedata.name(char, "").split(" ")[0] in {
+            "LATIN"}:
+        return "latin"  # accented Latin letters (café, naïve)
+    if unicodedata.category(char).startswith("L"):
+        return "other_letter"
+    return "neutral"
+
+
+def _unsupported(text: str, start: int, script: str) -> UnsupportedTextError:
+    end = start
+    while end < len(text) and (script_of(text[end]) == script or text[end] == " "):
+        end += 1
+    span = text[start:end].strip()
+    what = "Korean (Hangul)" if script == "hangul" else "this script"
+    return UnsupportedTextError(
+        f"{what} is not supported by the v2 text frontend: {span!r} at characters {start}..{end}; "
+        "transliterate or remove it, or write it in Chinese, Japanese or English"
+    )
+
+
+def _sentence_has_kana(text: str, index: int) -> bool:
+    start = index
+    while start > 0 and text[start - 1] not in _SENTENCE_END:
+        start -= 1
+    end = index
+    while end < len(text) and text[end] not in _SENTENCE_END:
+        end += 1
+    return any(script_of(char) == "kana" for char in text[start:end])
+
+
+def segment(text: str, language: str = "auto") -> list[Run]:
+    """Language runs covering ``text`` (concatenating their texts gives ``text`` back).
+
+    ``language`` is the caller's hint: ``zh`` / ``ja`` decide how Han characters and language-less text (digits,
+    punctuation) are read; ``en`` reads language-less text as English.  Latin letters are always English and
+    kana always Japanese, whatever the hint, because no other frontend can pronounce them.
+    """
+    if language not in SUPPORTED_LANGUAGES:
+        raise UnsupportedTextError(
+            f"language {language!r} is not supported; use one of {', '.join(SUPPORTED_LANGUAGES)} "
+            "(Korean and Cantonese need their own G2P, which this frontend does not ship)"
+        )
+    protected = [False] * len(text)  # characters inside "80kg": the unit letters belong to the number
+    for match in _NUMBER_WITH_UNIT.finditer(text):
+        for index in range(match.start(), match.end()):
+            protected[index] = True
+
+    labels: list[str | None] = []
+    for index, char in enumerate(text):
+        script = "neutral" if protected[index] else script_of(char)
+        if script in {"hangul", "other_letter"}:
+            raise _unsupported(text, index, script)
+        if script == "latin":
+            labels.append("en")
+        elif script == "kana":
+            labels.append("ja")
+        elif script == "han":
+            labels.append("ja" if language == "ja" or (language != "zh" and _sentence_has_kana(text, index)) else "zh")
+        else:
+            labels.append(None)
+    _assign_neutral(text, labels, protected, default="en" if language == "en" else ("ja" if language == "ja" else "zh"))
+
+    runs: list[Run] = []
+    for index, label in enumerate(labels):
+        if runs and runs[-1].language == label:
+            runs[-1].text += text[index]
+            runs[-1].end = index + 1
+        else:
+            runs.append(Run(str(label), text[index], index, index + 1))
+    return runs
+
+
+def _assign_neutral(text: str, labels: list[str | None], protected: list[bool], default: str) -> None:
+    """Give digits / marks / spaces the language of a neighbouring run (in place)."""
+    index = 0
+    while index < len(labels):
+        if labels[index] is not None:
+            index += 1
+            continue
+        end = index
+        while end < len(labels) and labels[end] is None:
+            end += 1
+        before = labels[index - 1] if index > 0 else None
+        after = labels[end] if end < len(labels) else None
+        chunk = text[index:end]
+        number_before_cjk = after in {"zh", "ja"} and chunk.rstrip() == chunk and any(c.isdigit() for c in chunk)
+        if any(protected[index:end]) and after is None and before is None:
+            choice = default
+        elif before is None or (number_before_cjk and before == "en"):
+            choice = after or default
+        else:
+            choice = before
+        if before == "en" and after in {"zh", "ja"} and not number_before_cjk:
+            # Marks after an English word close the English run, but a space-free number or a CJK mark starts the next.
+            split = len(chunk) - len(chunk.lstrip(" "))
+            choice = "en"
+            for offset, char in enumerate(chunk):
+                if offset >= split and (char.isdigit() or ord(char) > 0x2FFF):
+                    choice = after
+                labels[index + offset] = choice
+            index = end
+            continue
+        for position in range(index, end):
+            labels[position] = choice
+        index = end
