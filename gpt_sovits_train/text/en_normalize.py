@@ -45,6 +45,8 @@ PUNCTUATION_MAP_EN = {
     '"': " ", "&": " and ", "@": " at ", "+": " plus ", "=": " equals ", "×": " times ", "÷": " divided by ",
     "#": " number ", "/": " slash ", "~": " about ",
 }
+GREEK_EN = {"α": "alpha", "β": "beta", "γ": "gamma", "δ": "delta", "π": "pi", "λ": "lambda", "μ": "mu", "Ω": "omega",
+            "ω": "omega", "θ": "theta", "σ": "sigma", "Δ": "delta", "Σ": "sigma"}
 DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
@@ -166,6 +168,8 @@ def normalize_en(text: str) -> str:
     text = re.sub(r"(\d)\s*-\s*(\d)", r"\1 to \2", text)
     text = re.sub(r"\d+\.\d+", lambda m: decimal(m.group(0)), text)
     text = re.sub(r"\d+", _integer, text)
+    for letter, name in GREEK_EN.items():
+        text = text.replace(letter, f" {name} ")
     for mark, replacement in PUNCTUATION_MAP_EN.items():
         text = text.replace(mark, replacement)
     text = "".join(char for char in unicodedata.normalize("NFD", text) if unicodedata.category(char) != "Mn")

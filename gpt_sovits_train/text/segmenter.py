@@ -50,10 +50,12 @@ def script_of(char: str) -> str:
         return "latin"
     if 0xAC00 <= code <= 0xD7AF or 0x1100 <= code <= 0x11FF or 0x3130 <= code <= 0x318F:
         return "hangul"
-    if unicodedata.category(char).startswith("L") and unicodedata.name(char, "").split(" ")[0] in {
-            "LATIN"}:
-        return "latin"  # accented Latin letters (café, naïve)
     if unicodedata.category(char).startswith("L"):
+        first_word = unicodedata.name(char, "").split(" ")[0]
+        if first_word == "LATIN":
+            return "latin"  # accented Latin letters (café, naïve)
+        if first_word == "GREEK":
+            return "neutral"  # maths symbols (π, α): each normalizer reads them in its own language
         return "other_letter"
     return "neutral"
 

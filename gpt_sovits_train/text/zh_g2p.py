@@ -25,6 +25,7 @@ jieba.setLogLevel(logging.WARNING)
 _LEXICON_FILE = Path(__file__).resolve().parent / "data" / "zh_lexicon.json"
 _ZERO_INITIAL_WHOLE = {"ing": "ying", "i": "yi", "in": "yin", "u": "wu"}
 _ZERO_INITIAL_FIRST_LETTER = {"v": "yu", "e": "e", "i": "y", "u": "w"}
+_NUMERALS = set("零幺一二三四五六七八九十")
 _FINAL_RENAMES = {"uei": "ui", "iou": "iu", "uen": "un"}
 
 
@@ -75,8 +76,12 @@ def g2p_zh(norm_text: str) -> tuple[list[str], list[int]]:
         if not sentence:
             continue
         words = merge_words(list(jieba.posseg.lcut(sentence)))
+        previous_char = ""
         for word, pos in words:
             initials, finals = _word_syllables(word, pos)
+            if word.startswith("一") and previous_char in _NUMERALS and finals and finals[0].startswith("i"):
+                finals[0] = "i1"  # 十一点: jieba cut 十|一点, but this 一 is part of the number
+            previous_char = word[-1]
             for char, initial, final in zip(word, initials, finals):
                 if char in PUNCTUATION:
                     phones.append(char)

@@ -17,6 +17,7 @@ from pypinyin import Style, lazy_pinyin
 _LEXICON_FILE = Path(__file__).resolve().parent / "data" / "zh_lexicon.json"
 _NEUTRAL_PARTICLES = set("吧呢哈啊呐噻嘛吖嗨呐哦哒额滴哩哟喽啰耶喔诶")
 _PUNCTUATION = set("!?…,.-")
+_DIGIT_NUMERALS = set("零幺一二三四五六七八九")
 
 
 @cache
@@ -166,6 +167,9 @@ def _yi_sandhi(word: str, finals: list[str]) -> list[str]:
     else:
         for index, char in enumerate(word[:-1]):
             if char != "一":
+                continue
+            if word[index + 1] in _DIGIT_NUMERALS or (index > 0 and word[index - 1] in _DIGIT_NUMERALS | {"十"}):
+                finals[index] = _with_tone(finals[index], "1")  # part of a number: 一九九八, 十一点
                 continue
             if finals[index + 1][-1] == "4":
                 finals[index] = _with_tone(finals[index], "2")
