@@ -53,6 +53,7 @@ class ThroughputMonitor(Callback):
         self._tokens = 0
         self._audio_seconds = 0.0
         self._batches = 0
+        self._recognized = 0
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._reset()
@@ -68,6 +69,7 @@ class ThroughputMonitor(Callback):
         stats = batch_stats(batch)
         self._batches += 1
         if stats is not None:
+            self._recognized += 1
             self._samples += stats.samples
             self._tokens += stats.tokens
             self._audio_seconds += stats.audio_seconds
@@ -76,12 +78,11 @@ class ThroughputMonitor(Callback):
         _synchronize(pl_module.device)
         elapsed = max(time.perf_counter() - self._window_start, 1e-9)
         world = trainer.world_size
-        metrics = {
-            "throughput/batches_per_sec": self._batches / elapsed,
-            "throughput/samples_per_sec": self._samples * world / elapsed,
-            "throughput/tokens_per_sec": self._tokens * world / elapsed,
-            "throughput/audio_seconds_per_sec": self._audio_seconds * world / elapsed,
-        }
+        metrics = {"throughput/batches_per_sec": self._batches / elapsed}
+        if self._recognized:  # unknown batch formats report batches/s only, never a made-up zero
+            metrics["throughput/samples_per_sec"] = self._samples * world / elapsed
+            metrics["throughput/tokens_per_sec"] = self._tokens * world / elapsed
+            metrics["throughput/audio_seconds_per_sec"] = self._audio_seconds * world / elapsed
         mfu = self._mfu(trainer, pl_module, self._tokens / elapsed)
         if mfu is not None:
             metrics["throughput/mfu"] = mfu

@@ -55,12 +55,13 @@ def log_resolved_config(cfg: DictConfig, trainer: pl.Trainer) -> dict[str, Any]:
 
 
 def _checkpoint_paths(trainer: pl.Trainer) -> tuple[str | None, str | None]:
-    best = last = None
-    for cb in trainer.checkpoint_callbacks:
-        if isinstance(cb, ModelCheckpoint):
-            best = best or (cb.best_model_path or None)
-            last = last or (cb.last_model_path or None)
-    return best, last
+    """(best by a real metric, newest); the periodic checkpointer "monitors" the step, so it only counts for best
+    when no metric-monitoring checkpointer exists."""
+    checkpointers = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint)]
+    by_metric = [cb for cb in checkpointers if cb.monitor not in (None, "step") and cb.best_model_path]
+    best_cb = by_metric[0] if by_metric else next((cb for cb in checkpointers if cb.best_model_path), None)
+    last = next((cb.last_model_path for cb in checkpointers if cb.last_model_path), None)
+    return (best_cb.best_model_path if best_cb else None), last
 
 
 def _scalar_metrics(trainer: pl.Trainer) -> dict[str, float]:
