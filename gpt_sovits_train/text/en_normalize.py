@@ -160,7 +160,9 @@ def normalize_en(text: str) -> str:
     text = re.sub(r"(?<![\d:])(\d{1,2})\s*([AaPp]\.?[Mm]\.?)(?![A-Za-z])",
                   lambda m: f"{cardinal(m.group(1))} {_meridiem(m.group(2), m)}", text)
     text = re.sub(rf"([$£€¥￥])\s?(\d[\d,]*(?:\.\d+)?)(?:\s+({SCALE_WORDS}))?", _money, text)
-    text = re.sub(r"(?<![\d.])(\d{1,3}(?:,\d{3})+)(?![\d])", lambda m: m.group(1).replace(",", ""), text)
+    # A comma-grouped number is a quantity, never a year: 1,234 -> one thousand two hundred thirty-four.
+    text = re.sub(r"(?<![\d.])(\d{1,3}(?:,\d{3})+(?:\.\d+)?)(?![\d])", lambda m: decimal(m.group(1).replace(",", "")),
+                  text)
     text = re.sub(r"(\d+)(st|nd|rd|th)\b", lambda m: ordinal(m.group(1)), text)
     text = re.sub(r"(?<![\d/])(\d+)/(\d+)(?![\d/])", _fraction, text)
     text = re.sub(rf"(\d+(?:\.\d+)?)\s?({_UNIT_PATTERN})(?![A-Za-z])", _unit, text)

@@ -176,7 +176,8 @@ def _replace_numbers(text: str) -> str:
 
     def with_quantifier(match: re.Match) -> str:
         number, measure = match.group(1), match.group(2)
-        if int(number) == 2 and re.fullmatch(LIANG_MEASURES, measure) and not number.startswith("0"):
+        ordinal = match.string[match.start() - 1: match.start()] == "第"  # 第2名 is 第二名, never 第两名
+        if int(number) == 2 and re.fullmatch(LIANG_MEASURES, measure) and not number.startswith("0") and not ordinal:
             return "两" + measure
         return _cardinal(number) + measure
 
