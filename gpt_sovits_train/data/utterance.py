@@ -1,0 +1,200 @@
+"""Turn one :class:`Utterance` into one schema sample, or a :class:`Skip` saying why it cannot be used.
+
+Every check that can reject an input lives here, in the order v2's prep scripts meet them (decode, audio
+quality, text, features), so the reasons in the skip report are stable and specific.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gpt_sovits_train.audio.io import AudioDecodeError, decode_audio, resample, to_mono
+from gpt_sovits_train.audio.processing import clipped_fraction, is_silent, normalize_loudness, trim_silence
+from gpt_sovits_train.data.schema import BERT_DIM, SAMPLE_RATE, safe_key
+from gpt_sovits_train.data.sources import Skip, Utterance
+
+SSL_RATE = 16000
+
+
+@dataclass
+class AudioRules:
+    """What audio is accepted and how it is cleaned (``conf/prepare.yaml`` → ``audio``)."""
+
+    min_seconds: float = 0.6
+    max_seconds: float = 30.0
+    silence_threshold_db: float = -50.0
+    max_clipped_fraction: float = 0.001
+    clip_level: float = 0.999
+    allow_resample: bool = True
+    allow_stereo: bool = True
+    expected_sample_rate: int | None = None
+    trim: bool = True
+    trim_threshold_db: float = -40.0
+    trim_keep_seconds: float = 0.05
+    loudness: bool = True
+    target_rms_db: float = -20.0
+    peak_limit: float = 0.95
+
+
+@dataclass
+class Extractors:
+    """The feature callables; ``None`` means "do not compute this field"."""
+
+    ssl: Any
+    bert: Any = None
+    speaker: Any = None
+    codec: Any = None
+    semantic: Any = None
+    store_float16: bool = True
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+class RejectedInput(Exception):
+    """Internal signal: this input is skipped for ``reason``."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+def load_clean_audio(path: str, rules: AudioRules) -> tuple[torch.Tensor, list[str]]:
+    """Decode and clean one file to mono 32 kHz; returns (wav, notes about fixes applied)."""
+    if not Path(path).is_file():
+        raise RejectedInput("missing_audio", f"{path} does not exist")
+    try:
+        decoded = decode_audio(path)
+    except AudioDecodeError as error:
+        raise RejectedInput("corrupt_audio", str(error)) from error
+    notes = []
+    if decoded.samples.size == 0:
+        raise RejectedInput("empty_audio", "the file has no samples")
+    if decoded.num_channels > 1:
+        if not rules.allow_stereo:
+            raise RejectedInput("not_mono", f"{decoded.num_channels} channels and audio.allow_stereo is false")
+        notes.append("downmixed")
+    expected = rules.expected_sample_rate
+    if expected is not None and decoded.sample_rate != expected and not rules.allow_resample:
+        raise RejectedInput("wrong_sample_rate", f"{decoded.sample_rate} Hz, expected {expected} Hz")
+    mono = torch.from_numpy(to_mono(decoded.samples).copy())
+    clipped = clipped_fraction(mono, rules.clip_level)
+    if clipped > rules.max_clipped_fraction:
+        raise RejectedInput("clipped", f"{clipped:.2%} of samples at full scale")
+    if decoded.sample_rate != SAMPLE_RATE:
+        notes.append("resampled")
+    wav = resample(mono, decoded.sample_rate, SAMPLE_RATE)
+    if is_silent(wav, rules.silence_threshold_db):
+        raise RejectedInput("silent", f"peak below {rules.silence_threshold_db} dBFS")
+    if rules.trim:
+        wav = trim_silence(wav, SAMPLE_RATE, rules.trim_threshold_db, keep_seconds=rules.trim_keep_seconds)
+    duration = wav.numel() / SAMPLE_RATE
+    if duration < rules.min_seconds:
+        raise RejectedInput("too_short", f"{duration:.2f} s after trimming, minimum {rules.min_seconds} s")
+    if duration > rules.max_seconds:
+        raise RejectedInput("too_long", f"{duration:.2f} s after trimming, maximum {rules.max_seconds} s")
+    if rules.loudness:
+        wav = normalize_loudness(wav, rules.target_rms_db, rules.peak_limit)
+    return wav.contiguous(), notes
+
+
+def phonemize_text(text: str, language: str) -> Any:
+    """Run the v2 text frontend; unusable text becomes a ``RejectedInput``."""
+    from gpt_sovits_train.text.frontend import UnsupportedTextError, phonemize
+
+    if not text or not text.strip():
+        raise RejectedInput("missing_transcript", "empty transcript")
+    try:
+        result = phonemize(text, language)
+    except UnsupportedTextError as error:
+        raise RejectedInput("unsupported_text", str(error)) from error
+    if not result.ids:
+        raise RejectedInput("unsupported_text", f"no phones produced for {text!r}")
+    return result
+
+
+def word2ph_of(phonemized: Any) -> torch.Tensor:
+    """Phones per character for Chinese runs, one "word" per non-Chinese run, so it always sums to P."""
+    counts: list[int] = []
+    for run in phonemized.runs:
+        if run.word2ph is not None:
+            counts.extend(run.word2ph)
+        elif run.phones:
+            counts.append(len(run.phones))
+    return torch.tensor(counts, dtype=torch.long)
+
+
+def bert_of(phonemized: Any, bert: Any) -> torch.Tensor | None:
+    """BERT vectors for Chinese runs, zeros elsewhere; ``None`` when nothing is Chinese (readers use zeros)."""
+    runs = phonemized.runs
+    if bert is None or not any(run.language == "zh" and run.phones for run in runs):
+        return None
+    parts = []
+    for run in runs:
+        if run.language == "zh" and run.word2ph is not None and run.phones:
+            parts.append(bert(run.norm_text, run.word2ph))
+        else:
+            parts.append(torch.zeros(BERT_DIM, len(run.phones)))
+    return torch.cat(parts, dim=1)
+
+
+def build_sample(utterance: Utterance, key: str, rules: AudioRules, extractors: Extractors) -> dict[str, Any]:
+    wav, notes = load_clean_audio(utterance.audio_path, rules)
+    phonemized = phonemize_text(utterance.text, utterance.language)
+    wav16 = resample(wav, SAMPLE_RATE, SSL_RATE)
+    half = torch.float16 if extractors.store_float16 else torch.float32
+    ssl = extractors.ssl(wav16)
+    sample: dict[str, Any] = {
+        "key": key,
+        "audio": wav,
+        "phone_ids": torch.tensor(phonemized.ids, dtype=torch.long),
+        "word2ph": word2ph_of(phonemized),
+        "ssl": ssl.to(half),
+        "meta": {
+            "speaker": utterance.speaker,
+            "language": phonemized.language,
+            "text": utterance.text,
+            "norm_text": phonemized.norm_text,
+            "phones": list(phonemized.phones),
+            "duration": round(wav.numel() / SAMPLE_RATE, 4),
+            "sample_rate": SAMPLE_RATE,
+            "source": utterance.audio_path,
+            "notes": notes,
+        },
+    }
+    bert = bert_of(phonemized, extractors.bert)
+    if bert is not None:
+        sample["bert"] = bert.to(half)
+    if extractors.semantic is not None:
+        sample["semantic"] = extractors.semantic(ssl.float()).long().reshape(-1)
+    if extractors.speaker is not None:
+        sample["speaker_embedding"] = extractors.speaker(wav16).float()
+    if extractors.codec is not None:
+        sample["encodec"] = extractors.codec(wav, SAMPLE_RATE).long()
+    return sample
+
+
+def process_utterance(
+    utterance: Utterance, key: str, rules: AudioRules, extractors: Extractors
+) -> dict[str, Any] | Skip:
+    """One input → a sample, or a Skip; never raises for bad input (unexpected errors become ``processing_error``)."""
+    try:
+        return build_sample(utterance, key, rules, extractors)
+    except RejectedInput as rejected:
+        return Skip(utterance.audio_path, rejected.reason, rejected.detail)
+    except Exception as error:  # a broken input must not stop a long run; the report keeps the message
+        return Skip(utterance.audio_path, "processing_error", f"{type(error).__name__}: {error}")
+
+
+def assign_keys(utterances: list[Utterance]) -> list[str]:
+    """WebDataset-safe, unique keys: ``speaker__id`` with a numeric suffix on collisions."""
+    seen: dict[str, int] = {}
+    keys = []
+    for utterance in utterances:
+        base = safe_key(f"{utterance.speaker}__{utterance.utterance_id}")
+        count = seen.get(base, 0)
+        seen[base] = count + 1
+        keys.append(base if count == 0 else f"{base}_{count}")
+    return keys
