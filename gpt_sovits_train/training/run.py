@@ -8,6 +8,8 @@ starting another full budget. ``ckpt_path=last`` picks the newest ``last.ckpt`` 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -74,6 +76,24 @@ def _scalar_metrics(trainer: pl.Trainer) -> dict[str, float]:
     return metrics
 
 
+def weights_fingerprint(module: torch.nn.Module) -> str:
+    """SHA-256 over every parameter and buffer: equal on all DDP ranks unless replicas drifted apart."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def write_result(result: dict[str, Any], output_dir: str | Path, rank: int) -> Path:
+    """``train_result.json`` (rank 0) / ``train_result.rank<N>.json``: what a scheduler or script reads back."""
+    name = "train_result.json" if rank == 0 else f"train_result.rank{rank}.json"
+    path = Path(output_dir) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return path
+
+
 def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
     """Instantiate datamodule, model and trainer (with callbacks and loggers) from a composed ``train`` config."""
     if cfg.get("seed") is not None:
@@ -106,7 +126,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if preemption is not None and preemption.saved_path is not None:
         status = "preempted"
     best, last = _checkpoint_paths(trainer)
-    return {
+    result = {
         "status": status,
         "metrics": _scalar_metrics(trainer),
         "best_checkpoint": best,
@@ -117,4 +137,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "strategy": type(trainer.strategy).__name__,
         "world_size": int(trainer.world_size),
         "output_dir": str(trainer.default_root_dir),
+        "rank": int(trainer.global_rank),
+        "weights_fingerprint": weights_fingerprint(model),
     }
+    write_result(result, trainer.default_root_dir, trainer.global_rank)
+    return result
