@@ -1,0 +1,81 @@
+"""Fixtures for training tests: demo shards made by the real prepare code with random-init extractors,
+and a helper that runs ``gst-train`` as a subprocess (what DDP and signal tests need)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+import gpt_sovits_train.training.resolvers  # noqa: F401
+
+REPO = Path(__file__).resolve().parents[2]
+CONF = REPO / "conf"
+DEMO = REPO / "data" / "demo"
+UTTERANCES_PER_SPEAKER = 8
+
+
+def _demo_subset(target: Path, per_speaker: int) -> Path:
+    """A .list with the first ``per_speaker`` lines of each demo speaker, audio paths made absolute."""
+    taken: dict[str, int] = {}
+    lines = []
+    for line in (DEMO / "demo.list").read_text(encoding="utf-8").splitlines():
+        fields = line.split("|")
+        if len(fields) < 4 or taken.get(fields[1], 0) >= per_speaker:
+            continue
+        taken[fields[1]] = taken.get(fields[1], 0) + 1
+        lines.append("|".join([str((DEMO / fields[0]).resolve()), *fields[1:]]))
+    target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return target
+
+
+@pytest.fixture(scope="session")
+def demo_shards(tmp_path_factory) -> Path:
+    """WebDataset shards of 16 demo utterances (2 speakers), features from small random-init models."""
+    from gpt_sovits_train.data.prepare import prepare
+    from gpt_sovits_train.features.random_init import make_all
+
+    root = tmp_path_factory.mktemp("demo_data")
+    make_all(root / "random_models", seed=0)
+    corpus = _demo_subset(root / "subset.list", UTTERANCES_PER_SPEAKER)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("prepare", overrides=[
+            "prepare/features@features=random_init", f"random_models={root / 'random_models'}",
+            f"input.path={corpus}", f"output_dir={root / 'shards'}", "progress=false",
+            "split.val_min_per_speaker=1", "shards.utterances_per_chunk=4",
+        ])
+    GlobalHydra.instance().clear()
+    prepare(cfg)
+    return root / "shards"
+
+
+def run_train_cli(overrides: list[str], run_dir: Path, timeout: float = 240.0,
+                  env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, dict | None]:
+    """Run ``python -m gpt_sovits_train.cli.train`` with overrides; returns the process and rank 0's result."""
+    command = [sys.executable, "-m", "gpt_sovits_train.cli.train", f"hydra.run.dir={run_dir}", *overrides]
+    full_env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", **(env or {})}
+    proc = subprocess.run(command, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
+    result_file = run_dir / "train_result.json"
+    return proc, json.loads(result_file.read_text()) if result_file.is_file() else None
+
+
+def compose_train(overrides: list[str], run_dir: Path) -> DictConfig:
+    """The config `gst-train` would build, with ``${hydra:}`` values pointing at ``run_dir``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[f"hydra.run.dir={run_dir}", *overrides], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig().set_config(cfg)
+    return cfg
