@@ -9,6 +9,7 @@ every few hours would see the start of the corpus over and over and the end neve
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -18,9 +19,14 @@ log = logging.getLogger(__name__)
 
 
 class DataPositionTracker(Callback):
-    """Counts consumed training batches per epoch, saves the position and restores it into the DataModule."""
+    """Counts consumed training batches per epoch, saves the position and restores it into the DataModule.
 
-    def __init__(self) -> None:
+    ``record_keys_to``: a folder; each rank appends the utterance keys of every batch it trains on to
+    ``rank<N>.txt`` there — an audit of which data each rank saw (disjointness, coverage, resume replays).
+    """
+
+    def __init__(self, record_keys_to: str | None = None) -> None:
+        self.record_keys_to = Path(record_keys_to) if record_keys_to else None
         self.epoch = 0
         self.batches_consumed = 0
         self._trainer: pl.Trainer | None = None
@@ -39,6 +45,16 @@ class DataPositionTracker(Callback):
                            batch_idx: int) -> None:
         self.epoch = trainer.current_epoch
         self.batches_consumed += 1
+        if self.record_keys_to is not None:
+            self._record_keys(trainer.global_rank, batch)
+
+    def _record_keys(self, rank: int, batch: Any) -> None:
+        keys = batch.get("keys", batch.get("key")) if isinstance(batch, dict) else None
+        if keys is None:
+            raise ValueError("record_keys_to needs batches with a 'keys' (or 'key') entry listing utterance ids")
+        self.record_keys_to.mkdir(parents=True, exist_ok=True)
+        with open(self.record_keys_to / f"rank{rank}.txt", "a", encoding="utf-8") as handle:
+            handle.write("".join(f"{key}\n" for key in keys))
 
     def position(self) -> dict[str, int]:
         """Where the next batch comes from: an epoch whose last batch was consumed points at the next epoch."""

@@ -79,3 +79,13 @@ def compose_train(overrides: list[str], run_dir: Path) -> DictConfig:
         cfg.hydra.job.num = 0
     HydraConfig().set_config(cfg)
     return cfg
+
+
+def stage_overrides(stage: str, shards: Path) -> list[str]:
+    """Tiny network preset + the demo shards for one stage (``gpt`` or ``sovits``), single CPU process."""
+    return [f"model={stage}", f"model/{stage}@model.net=tiny", f"data.shards={shards}", "trainer=cpu"]
+
+
+def quiet_overrides() -> list[str]:
+    """No progress bar or W&B in subprocess tests (their output is captured, not watched)."""
+    return ["logger=csv", "trainer.enable_progress_bar=false", "~callbacks.progress_bar"]
