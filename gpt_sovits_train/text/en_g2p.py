@@ -121,6 +121,8 @@ def word_phones(word: str) -> list[str]:
         return spell(word)
     if lower in dictionary():
         return list(dictionary()[lower][0])
+    if word.isalpha() and (len(word) <= 3 or not re.search("[aeiouy]", lower)):
+        return spell(word)  # short unknown words and vowel-less ones are abbreviations: mp, xyz, BTW
     if "'" in word:
         possessive = _possessive(word)
         if possessive:

@@ -166,6 +166,7 @@ def normalize_en(text: str) -> str:
     text = re.sub(r"(\d+)(st|nd|rd|th)\b", lambda m: ordinal(m.group(1)), text)
     text = re.sub(r"(?<![\d/])(\d+)/(\d+)(?![\d/])", _fraction, text)
     text = re.sub(rf"(\d+(?:\.\d+)?)\s?({_UNIT_PATTERN})(?![A-Za-z])", _unit, text)
+    text = re.sub(r"(?<=[A-Za-z])(?=\d)|(?<=\d)(?=[A-Za-z])", " ", text)  # H2O, x86, 5G: letters and digits apart
     text = re.sub(r"(?<![\w\d])-(\d)", r"minus \1", text)
     text = re.sub(r"(\d)\s*-\s*(\d)", r"\1 to \2", text)
     text = re.sub(r"\d+\.\d+", lambda m: decimal(m.group(0)), text)
