@@ -146,11 +146,27 @@ def _integer(match: re.Match) -> str:
     return cardinal(number)
 
 
+def _initialism(match: re.Match) -> str:
+    """U.S.A. -> 'U S A' (spelled, the dots are not pauses); a sentence-final one keeps its full stop."""
+    letters = " ".join(match.group(1).replace(".", "").upper())
+    rest = match.string[match.end():]
+    return letters + ("." if not rest.strip() or re.match(r"\s+[A-Z]", rest) else "")
+
+
+def _decade(match: re.Match) -> str:
+    """1990s -> nineteen nineties, 80s -> eighties."""
+    number = match.group(1)
+    words = year(number) if len(number) == 4 else cardinal(number)
+    return words[:-1] + "ies" if words.endswith("y") else words + "s"
+
+
 def normalize_en(text: str) -> str:
     """English text -> words and ``.,?!-`` only (the ``norm_text`` of an English segment)."""
     text = unicodedata.normalize("NFKC", text)
     for abbreviation, expansion in ABBREVIATIONS.items():
         text = re.sub(rf"(?<![A-Za-z]){re.escape(abbreviation)}", expansion, text)
+    text = re.sub(r"(?<![A-Za-z.])((?:[A-Za-z]\.){2,})", _initialism, text)
+    text = re.sub(r"(?<![\d.,])(\d{4}|\d0)'?s\b", _decade, text)
     text = re.sub(r"(\d)\s*-\s*(\d+(?:\.\d+)?)\s*%", r"\1 to \2%", text)
     text = re.sub(r"(\d+(?:\.\d+)?)\s*%", r"\1 percent", text)
     text = re.sub(r"(?<!\d)(\d{3})-(\d{3})-(\d{4})(?!\d)|(?<!\d)(\d{3})-(\d{4})(?!\d)",

@@ -29,7 +29,7 @@ DELIBERATE_DIFFERENCES: dict[str, str] = {
     "public-zh-022": "￥120 is 一百二十元; v2 turns ￥ into SP2 pauses and reads 120 digit by digit",
     # English
     "public-en-026": "7:45 is 'seven forty-five'; v2 invents 'a.m.' and reads it as 'AH0 . EH1 M .'",
-    "public-en-028": "NASA is said as a word (N AE1 S AH0), not spelled",
+    "public-en-028": "NASA is said as a word (N AE1 S AH0), not spelled; the dots of U.S. are not pauses",
     "public-en-030": "Dr. is 'Doctor'; v2 reads it as 'drive' followed by a full stop",
     "public-en-033": "£4.2 million is 'four point two million pounds'; v2 says 'four pounds and twenty pence million'",
     "public-en-034": "';' is a pause ','; 'Please read' is present (R IY1 D), 'I read ... yesterday' past (R EH1 D); "
