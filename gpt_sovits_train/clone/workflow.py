@@ -46,11 +46,12 @@ class CloneWorkflow:
     """Binds a resolved ``clone`` config to the eight steps of the workflow."""
 
     def __init__(self, cfg: DictConfig) -> None:
-        for key in ("voice_name", "inputs", "work_dir"):
+        for key in ("voice_name", "inputs"):
             if OmegaConf.is_missing(cfg, key):
                 raise ValueError(f"gst-clone needs {key}=...; e.g. gst-clone voice_name=alice inputs='[me.wav]'")
         self.cfg = cfg
-        self.work_dir = Path(cfg.work_dir)
+        self.work_dir = Path(cfg.work_dir or Path(cfg.voices_dir) / cfg.voice_name)
+        self.bundle_dir = Path(cfg.bundle_dir or self.work_dir / "bundle")
         self.list_path = self.work_dir / "transcripts.list"
 
     # -- the steps -------------------------------------------------------------------------------------------
@@ -131,7 +132,7 @@ class CloneWorkflow:
         ref = require(results, "reference", "bundle")
         languages = sorted({e.language for e in read_list(self.list_path)})
         out = write_bundle(
-            Path(self.cfg.bundle_dir),
+            self.bundle_dir,
             self.cfg.voice_name,
             Path(gpt["checkpoint"]),
             Path(sovits["checkpoint"]),
