@@ -1,0 +1,273 @@
+"""Lightning DataModules for the two stages, reading prepared WebDataset shards.
+
+Reading: the epoch plan (``batching.plan_epoch``) decides batches from the prepare index; each DataLoader
+worker streams this rank's shards in plan order through a ``webdataset`` pipeline (local paths or any URL
+webdataset opens, e.g. ``pipe:aws s3 cp ... -``), decodes only the samples of its own batches, and emits a
+batch as soon as its samples have arrived. Worker ``w`` owns batches ``w, w+W, w+2W...`` of the plan, which
+is exactly the order in which the DataLoader collects from its workers, so the stream of batches the
+trainer sees is the plan itself: deterministic for (seed, epoch, rank, world_size), and resumable mid-epoch
+by dropping the first N batches.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import webdataset as wds
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from gpt_sovits_train.data.batching import BatchingConfig, Record, plan_epoch
+from gpt_sovits_train.data.collate import collate_gpt, collate_sovits
+from gpt_sovits_train.data.schema import decode_sample
+
+
+def load_index(dataset_dir: str | Path, split: str) -> tuple[dict[str, Any], list[Record]]:
+    """Manifest and the split's per-sample index (written by prepare)."""
+    root = Path(dataset_dir).expanduser()
+    manifest_path = root / "manifest.json"
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"{manifest_path} not found: run gst-prepare with output_dir={root} first")
+    manifest = json.loads(manifest_path.read_text())
+    index_path = root / manifest["splits"][split]["index"]
+    records = [json.loads(line) for line in index_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return manifest, records
+
+
+def shard_url(root: Path, template: str | None, shard: str) -> str:
+    """Where to read a shard: ``root/shard``, or ``template`` with ``{shard}``/``{root}`` filled in
+    (e.g. ``pipe:aws s3 cp s3://bucket/demo/{shard} -``)."""
+    return template.format(shard=shard, root=str(root)) if template else str(root / shard)
+
+
+def sovits_length(record: Record) -> int:
+    """SoVITS cost grows with frames (SSL, spectrogram and waveform all scale with them)."""
+    return int(record["ssl_frames"])
+
+
+def gpt_length(record: Record) -> int:
+    """GPT cost grows with phonemes + semantic tokens (25 Hz: half the SSL frames when not stored)."""
+    semantic = record.get("semantic")
+    return int(record["phones"]) + int(semantic if semantic is not None else record["ssl_frames"] // 2)
+
+
+class PlannedShardDataset(IterableDataset):
+    """Yields collated batches of one rank for one epoch following the epoch plan."""
+
+    def __init__(
+        self,
+        records: list[Record],
+        shard_url: Callable[[str], str],
+        length_of: Callable[[Record], int],
+        collate: Callable[[list[dict[str, Any]]], Any],
+        batching: BatchingConfig,
+        seed: int,
+    ) -> None:
+        self.records = records
+        self.shard_url = shard_url
+        self.length_of = length_of
+        self.collate = collate
+        self.batching = batching
+        self.seed = 0 if seed is None else seed
+        self.epoch = 0
+        self.rank = 0
+        self.world_size = 1
+        self.skip_batches = 0
+
+    def set_position(self, epoch: int, rank: int, world_size: int, skip_batches: int = 0) -> None:
+        self.epoch, self.rank, self.world_size, self.skip_batches = epoch, rank, world_size, skip_batches
+
+    def plan(self) -> list[list[Record]]:
+        """This rank's remaining batches for the current position."""
+        batches = plan_epoch(
+            self.records, self.length_of, self.batching, self.seed, self.epoch, self.rank, self.world_size
+        )
+        return batches[self.skip_batches :]
+
+    def full_length(self, epoch: int, rank: int, world_size: int) -> int:
+        """Batches of the whole epoch (a resumed epoch yields fewer; Lightning counts the skipped ones as done)."""
+        plan = plan_epoch(self.records, self.length_of, self.batching, self.seed, epoch, rank, world_size)
+        return len(plan)
+
+    def __iter__(self) -> Iterator[Any]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        mine = self.plan()[worker::workers]
+        if not mine:
+            return
+        needed = {record["key"]: position for position, batch in enumerate(mine) for record in batch}
+        shards = list(dict.fromkeys(record["shard"] for batch in mine for record in batch))
+        pipeline = wds.DataPipeline(wds.SimpleShardList([self.shard_url(shard) for shard in shards]),
+                                    wds.tarfile_to_samples())
+        arrived: dict[str, dict[str, Any]] = {}
+        next_batch = 0
+        for raw in pipeline:
+            if raw["__key__"] not in needed:
+                continue  # another worker's or rank's sample: skipped without decoding
+            arrived[raw["__key__"]] = decode_sample(raw)
+            while next_batch < len(mine) and all(r["key"] in arrived for r in mine[next_batch]):
+                yield self.collate([arrived.pop(r["key"]) for r in mine[next_batch]])
+                next_batch += 1
+        if next_batch < len(mine):
+            missing = [r["key"] for batch in mine[next_batch:] for r in batch if r["key"] not in arrived]
+            raise RuntimeError(f"{len(missing)} planned samples were not found in their shards, e.g. {missing[:3]}; "
+                               "the shards do not match the index (re-run prepare with overwrite=true)")
+
+
+class PlannedLoader(DataLoader):
+    """DataLoader that positions its dataset (epoch, rank, skip) in the main process before each epoch."""
+
+    def __init__(self, dataset: PlannedShardDataset, position: Callable[[bool], tuple[int, int, int, int]], **kwargs):
+        super().__init__(dataset, batch_size=None, **kwargs)
+        self.position = position
+        self.epoch = 0
+        self.consumed = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        epoch, rank, world_size, skip = self.position(False)
+        self.dataset.set_position(epoch, rank, world_size, skip)
+        self.epoch, self.consumed = epoch, skip
+        for batch in super().__iter__():
+            self.consumed += 1
+            yield batch
+
+    def __len__(self) -> int:
+        epoch, rank, world_size, _ = self.position(True)
+        return self.dataset.full_length(epoch, rank, world_size)
+
+
+class ShardDataModule(pl.LightningDataModule):
+    """Shared logic; subclasses pick the length measure and the collate function."""
+
+    def __init__(
+        self,
+        shards: str,
+        batching: dict[str, Any] | BatchingConfig | None = None,
+        val_batching: dict[str, Any] | BatchingConfig | None = None,
+        num_workers: int = 2,
+        pin_memory: bool = False,
+        seed: int | None = 1234,
+        shard_url_template: str | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.dataset_dir = Path(shards).expanduser()
+        self.batching = batching if isinstance(batching, BatchingConfig) else BatchingConfig(**(batching or {}))
+        val = val_batching if isinstance(val_batching, BatchingConfig) else BatchingConfig(**(val_batching or {}))
+        self.val_batching = BatchingConfig(**{**val.__dict__, "shuffle": False})
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.seed = 0 if seed is None else seed
+        self.shard_url_template = shard_url_template
+        self._rank, self._world_size = rank, world_size
+        self.manifest: dict[str, Any] | None = None
+        self.records: dict[str, list[Record]] = {}
+        self._epoch = 0
+        self._resume: dict[str, int] | None = None
+        self._train_loader: PlannedLoader | None = None
+
+    # -- subclass hooks: module-level callables, so datasets pickle into spawned workers without the DataModule
+    def length_function(self) -> Callable[[Record], int]:
+        raise NotImplementedError
+
+    def collate_function(self) -> Callable[[list[dict[str, Any]]], Any]:
+        raise NotImplementedError
+
+    # -- setup
+    def setup(self, stage: str | None = None) -> None:
+        if self.records:
+            return
+        for split in ("train", "val"):
+            self.manifest, self.records[split] = load_index(self.dataset_dir, split)
+
+    def distributed_position(self) -> tuple[int, int]:
+        if self._rank is not None:
+            return self._rank, self._world_size or 1
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        trainer = self.trainer
+        if trainer is not None:
+            return trainer.global_rank, trainer.world_size
+        return 0, 1
+
+    def _train_position(self, peek: bool) -> tuple[int, int, int, int]:
+        """(epoch, rank, world_size, batches to skip) for the next pass; ``peek`` leaves the state untouched."""
+        trainer = self.trainer
+        epoch = trainer.current_epoch if trainer is not None else self._epoch
+        skip = 0
+        if self._resume is not None and self._resume["epoch"] == epoch:
+            skip = self._resume["batches_consumed"]
+            if not peek:
+                self._resume = None
+        if trainer is None and not peek:
+            self._epoch += 1  # standalone use: each pass over the loader is the next epoch
+        return (epoch, *self.distributed_position(), skip)
+
+    def _dataset(self, split: str, batching: BatchingConfig) -> PlannedShardDataset:
+        self.setup()
+        if not self.records[split]:
+            raise ValueError(f"the {split} split of {self.dataset_dir} is empty; re-run prepare with a val_fraction")
+        url = functools.partial(shard_url, self.dataset_dir, self.shard_url_template)
+        return PlannedShardDataset(self.records[split], url, self.length_function(), self.collate_function(),
+                                   batching, self.seed)
+
+    def _loader(
+        self, dataset: PlannedShardDataset, position: Callable[[bool], tuple[int, int, int, int]]
+    ) -> PlannedLoader:
+        return PlannedLoader(dataset, position, num_workers=self.num_workers, pin_memory=self.pin_memory,
+                             persistent_workers=False)
+
+    def train_dataloader(self) -> PlannedLoader:
+        self._train_loader = self._loader(self._dataset("train", self.batching), self._train_position)
+        return self._train_loader
+
+    def val_dataloader(self) -> PlannedLoader:
+        return self._loader(self._dataset("val", self.val_batching), lambda peek: (0, *self.distributed_position(), 0))
+
+    # -- exact resume
+    def state_dict(self) -> dict[str, int]:
+        loader = self._train_loader
+        if loader is None:
+            return {"epoch": self._epoch, "batches_consumed": 0}
+        return {"epoch": loader.epoch, "batches_consumed": loader.consumed}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume inside an epoch: the next pass over that epoch skips ``batches_consumed`` batches."""
+        self._resume = {"epoch": int(state_dict["epoch"]), "batches_consumed": int(state_dict["batches_consumed"])}
+        self._epoch = int(state_dict["epoch"])
+
+
+class SoVITSDataModule(ShardDataModule):
+    """Batches of SSL features, spectrograms, waveforms and phonemes (``collate_sovits``)."""
+
+    def length_function(self) -> Callable[[Record], int]:
+        return sovits_length
+
+    def collate_function(self) -> Callable[[list[dict[str, Any]]], Any]:
+        return collate_sovits
+
+
+class GPTDataModule(ShardDataModule):
+    """Batches of phonemes, BERT features and semantic ids (``collate_gpt``).
+
+    Semantic ids come from the samples; when prepare did not store them, ``semantic_extractor`` (a callable
+    SSL ``[768, T]`` → codes ``[T/2]``, e.g. ``LatentCodeExtractor`` around a trained SoVITS model) makes them
+    on the fly in the loader workers.
+    """
+
+    def __init__(self, *args: Any, semantic_extractor: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.semantic_extractor = semantic_extractor
+
+    def length_function(self) -> Callable[[Record], int]:
+        return gpt_length
+
+    def collate_function(self) -> Callable[[list[dict[str, Any]]], Any]:
+        return functools.partial(collate_gpt, semantic_extractor=self.semantic_extractor)
