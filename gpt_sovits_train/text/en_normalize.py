@@ -13,6 +13,8 @@ from functools import cache
 
 import inflect
 
+from gpt_sovits_train.text.errors import warn_dropped
+
 ABBREVIATIONS = {
     "Mr.": "Mister", "Mrs.": "Missus", "Ms.": "Miz", "Dr.": "Doctor", "Prof.": "Professor", "Jr.": "Junior",
     "Sr.": "Senior", "St.": "Saint", "vs.": "versus", "etc.": "et cetera", "e.g.": "for example", "i.e.": "that is",
@@ -43,8 +45,10 @@ PUNCTUATION_MAP_EN = {
     "；": ",", ";": ",", "：": ",", ":": ",", "，": ",", "、": ",", "。": ".", "！": "!", "？": "?", "…": "...",
     "—": " - ", "–": " - ", "’": "'", "‘": "'", "`": "'", "（": " ", "）": " ", "(": " ", ")": " ", "“": " ", "”": " ",
     '"': " ", "&": " and ", "@": " at ", "+": " plus ", "=": " equals ", "×": " times ", "÷": " divided by ",
-    "#": " number ", "/": " slash ", "~": " about ",
+    "/": " slash ",
 }
+# Markup and brackets carry no sound: removed without a warning.
+SILENT_EN = "[]{}<>*_|\\^~#`"
 GREEK_EN = {"α": "alpha", "β": "beta", "γ": "gamma", "δ": "delta", "π": "pi", "λ": "lambda", "μ": "mu", "Ω": "omega",
             "ω": "omega", "θ": "theta", "σ": "sigma", "Δ": "delta", "Σ": "sigma"}
 DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -165,6 +169,8 @@ def normalize_en(text: str) -> str:
     text = unicodedata.normalize("NFKC", text)
     for abbreviation, expansion in ABBREVIATIONS.items():
         text = re.sub(rf"(?<![A-Za-z]){re.escape(abbreviation)}", expansion, text)
+    text = re.sub(r"#\s?(?=\d)", " number ", text)
+    text = re.sub(r"~\s?(?=\d)", " about ", text)
     text = re.sub(r"(?<![A-Za-z.])((?:[A-Za-z]\.){2,})", _initialism, text)
     text = re.sub(r"(?<![\d.,])(\d{4}|\d0)'?s\b", _decade, text)
     text = re.sub(r"(\d)\s*-\s*(\d+(?:\.\d+)?)\s*%", r"\1 to \2%", text)
@@ -187,11 +193,13 @@ def normalize_en(text: str) -> str:
     text = re.sub(r"(\d)\s*-\s*(\d)", r"\1 to \2", text)
     text = re.sub(r"\d+\.\d+", lambda m: decimal(m.group(0)), text)
     text = re.sub(r"\d+", _integer, text)
+    text = text.translate({ord(char): " " for char in SILENT_EN})
     for letter, name in GREEK_EN.items():
         text = text.replace(letter, f" {name} ")
     for mark, replacement in PUNCTUATION_MAP_EN.items():
         text = text.replace(mark, replacement)
     text = "".join(char for char in unicodedata.normalize("NFD", text) if unicodedata.category(char) != "Mn")
+    warn_dropped(re.findall(r"[^A-Za-z'.,?!\-\s]", text), "English")
     text = re.sub(r"[^A-Za-z'.,?!\- ]", " ", text)
     text = re.sub(r"\.{3,}", "…", text)
     # A run of marks is one pause; spaces before marks are not pauses.

@@ -13,21 +13,25 @@ from dataclasses import dataclass, field
 
 from gpt_sovits_train.text.en_g2p import g2p_en
 from gpt_sovits_train.text.en_normalize import normalize_en
+from gpt_sovits_train.text.errors import DroppedTextWarning, UnknownPhoneWarning, UnsupportedTextError
 from gpt_sovits_train.text.ja_g2p import g2p_ja, normalize_ja
-from gpt_sovits_train.text.segmenter import SUPPORTED_LANGUAGES, UnsupportedTextError, segment
+from gpt_sovits_train.text.segmenter import SUPPORTED_LANGUAGES, segment
 from gpt_sovits_train.text.sentences import split_sentences
 from gpt_sovits_train.text.symbols import UNK, is_symbol, symbols_to_ids
 from gpt_sovits_train.text.zh_g2p import g2p_zh
 from gpt_sovits_train.text.zh_normalize import normalize_zh
 
-__all__ = ["Phonemized", "UnknownPhoneWarning", "UnsupportedTextError", "phonemize", "split_sentences"]
+__all__ = [
+    "DroppedTextWarning",
+    "Phonemized",
+    "UnknownPhoneWarning",
+    "UnsupportedTextError",
+    "phonemize",
+    "split_sentences",
+]
 
 #: English output shorter than this gets a leading ',' (v2 does this; the pretrained models saw it in training).
 MIN_ENGLISH_PHONES = 4
-
-
-class UnknownPhoneWarning(UserWarning):
-    """A G2P produced a phone that is not in the v2 table; it was replaced by UNK."""
 
 
 @dataclass

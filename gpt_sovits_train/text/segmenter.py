@@ -13,6 +13,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from gpt_sovits_train.text.en_normalize import UNITS_EN
+from gpt_sovits_train.text.errors import UnsupportedTextError
 from gpt_sovits_train.text.zh_normalize import UNITS_ZH
 
 SUPPORTED_LANGUAGES = ("zh", "en", "ja", "auto")
@@ -21,10 +22,6 @@ SUPPORTED_LANGUAGES = ("zh", "en", "ja", "auto")
 _UNITS = sorted({*UNITS_ZH, *UNITS_EN}, key=len, reverse=True)
 _NUMBER_WITH_UNIT = re.compile(r"\d[\d.,]*\s?(?:" + "|".join(re.escape(unit) for unit in _UNITS) + r")(?![A-Za-z])")
 _SENTENCE_END = set("。！？!?.\n")
-
-
-class UnsupportedTextError(ValueError):
-    """The text (or the requested language) cannot be turned into v2 phones; the message names the span."""
 
 
 @dataclass

@@ -10,16 +10,13 @@ listed in ``tests/text/test_reference_agreement.py``.
 from __future__ import annotations
 
 import re
-import warnings
 
 import cn2an
 
+from gpt_sovits_train.text.errors import DroppedTextWarning, warn_dropped
 from gpt_sovits_train.text.symbols import PUNCTUATION
 
-
-class DroppedTextWarning(UserWarning):
-    """Raised (as a warning) when characters that cannot be pronounced are removed from the text."""
-
+__all__ = ["DroppedTextWarning", "normalize_zh"]
 
 # Measure words / nouns after which a number is read as a quantity (cardinal) instead of digit by digit.
 QUANTIFIERS = (
@@ -200,13 +197,7 @@ def _map_punctuation_and_filter(text: str) -> str:
             out.append(mapped)
         else:
             dropped.append(char)
-    if dropped:
-        warnings.warn(
-            f"dropped characters the Chinese frontend cannot pronounce: {''.join(dict.fromkeys(dropped))!r}; "
-            "spell them out in words if they should be read",
-            DroppedTextWarning,
-            stacklevel=4,
-        )
+    warn_dropped(dropped, "Chinese")
     # A run of punctuation is one pause: keep its first mark (the v2 rule).
     return re.sub(r"([!?…,.\-])[!?…,.\-]+", r"\1", "".join(out))
 

@@ -137,9 +137,37 @@ def test_chinese_normalization(text: str, expected: str) -> None:
     ("Dr. Smith", "Doctor Smith"),
     ("a; b: c", "a, b, c"),
     ("café", "cafe"),
+    ("in the U.S. since", "in the U S since"),
+    ("the 1990s and 80s", "the nineteen nineties and eighties"),
+    ("H2O", "H two O"),
+    ("#1 (best) ~5", "number one best about five"),
 ])
 def test_english_normalization(text: str, expected: str) -> None:
     assert normalize_en(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Please read it.", ["R", "IY1", "D"]),
+    ("I read it yesterday.", ["R", "EH1", "D"]),
+    ("We live here.", ["L", "IH1", "V"]),
+    ("A live show.", ["L", "AY1", "V"]),
+    ("They record it.", ["R", "IH0", "K", "AO1", "R", "D"]),
+    ("The record.", ["R", "EH1", "K", "ER0", "D"]),
+])
+def test_english_homographs_follow_context(text: str, expected: list[str]) -> None:
+    phones = phonemize(text, "en").phones
+    assert any(phones[i:i + len(expected)] == expected for i in range(len(phones))), phones
+
+
+def test_unknown_english_word_uses_the_oov_model_and_symbols_stay_in_table(well_formed) -> None:
+    result = phonemize("The zorblax glimmertron.", "en")
+    assert result.phones[2:4] == ["Z", "AO1"]
+    well_formed(result, allow_unk=False)
+
+
+def test_dropped_symbols_warn_in_english_too() -> None:
+    with pytest.warns(DroppedTextWarning, match="©"):
+        assert phonemize("Hello © world", "en").norm_text == "Hello world"
 
 
 def test_split_sentences_respects_length_and_keeps_text() -> None:
