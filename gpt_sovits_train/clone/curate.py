@@ -17,6 +17,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from gpt_sovits_train.audio.io import AudioDecodeError, decode_audio, to_mono
 from gpt_sovits_train.clone.segment import EnergyVAD, Span, VoiceActivityDetector, pack_regions
 from gpt_sovits_train.clone.signal import clipped_fraction, normalize_loudness, resample, rms_dbfs
 
@@ -82,14 +83,12 @@ class CurationReport:
 
 
 def load_recording(path: Path) -> tuple[np.ndarray, int]:
-    """Decode any format libsndfile reads (wav, flac, ogg, mp3, ...) to mono float32."""
+    """Decode any format libsndfile reads (wav, flac, ogg, mp3, ...) to mono float32 at its own rate."""
     try:
-        wav, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except sf.LibsndfileError as err:
-        raise ValueError(
-            f"cannot decode {path}: {err}. Convert it to WAV or FLAC first (e.g. ffmpeg -i in.m4a out.wav)"
-        ) from err
-    return wav.mean(axis=1), rate
+        decoded = decode_audio(path)
+    except AudioDecodeError as err:
+        raise ValueError(f"{err}. Convert it to WAV or FLAC first (e.g. ffmpeg -i in.m4a out.wav)") from err
+    return to_mono(decoded.samples), decoded.sample_rate
 
 
 def judge_segment(wav: np.ndarray, sample_rate: int, rules: SegmentRules) -> str | None:
