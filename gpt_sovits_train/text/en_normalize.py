@@ -173,7 +173,7 @@ def normalize_en(text: str) -> str:
     text = re.sub(r"~\s?(?=\d)", " about ", text)
     text = re.sub(r"(?<![A-Za-z.])((?:[A-Za-z]\.){2,})", _initialism, text)
     text = re.sub(r"(?<![\d.,])(\d{4}|\d0)'?s\b", _decade, text)
-    text = re.sub(r"(\d)\s*-\s*(\d+(?:\.\d+)?)\s*%", r"\1 to \2%", text)
+    text = re.sub(r"(\d)%?\s*[-–~]\s*(\d+(?:\.\d+)?)\s*%", r"\1 to \2%", text)
     text = re.sub(r"(\d+(?:\.\d+)?)\s*%", r"\1 percent", text)
     text = re.sub(r"(?<!\d)(\d{3})-(\d{3})-(\d{4})(?!\d)|(?<!\d)(\d{3})-(\d{4})(?!\d)",
                   lambda m: ", ".join(" ".join(DIGIT_NAMES[int(d)] for d in group) for group in m.groups() if group),

@@ -2,6 +2,7 @@
 
 The GPT stage degrades on very long phone sequences, so synthesis works piece by piece: first at sentence ends,
 then (for pieces still longer than ``max_chars``) at clause marks, and only as a last resort at a hard length.
+A full stop after a title or an initial (``Dr.``, ``U.S.``, ``J.``) is not a sentence end.
 """
 
 from __future__ import annotations
@@ -9,8 +10,25 @@ from __future__ import annotations
 import re
 
 DEFAULT_MAX_CHARS = 100
-_SENTENCE_END = re.compile(r"(?<=[。！？!?…\n])|(?<=[.;；](?=\s))|(?<=\.)$")
+# Where a sentence may end: after CJK/ASCII terminal marks, '.' only when followed by whitespace or the end.
+_SENTENCE_END = re.compile(r"[。！？!?…\n]+[”’」』\"')）]*|[.;；]+[”’\"')]*(?=\s|$)")
 _CLAUSE_END = re.compile(r"(?<=[，,、；;：:—])")
+_NOT_A_SENTENCE_END = re.compile(
+    r"(?:\b(?:Mr|Mrs|Ms|Dr|Prof|Sr|Jr|St|Mt|vs|etc|No|Inc|Ltd|Co|approx|e\.g|i\.e)|\b[A-Za-z]|(?:[A-Za-z]\.)+[A-Za-z])\.$"
+)
+
+
+def _sentences(text: str) -> list[str]:
+    pieces: list[str] = []
+    start = 0
+    for match in _SENTENCE_END.finditer(text):
+        candidate = text[start:match.end()]
+        if match.group(0).startswith(".") and _NOT_A_SENTENCE_END.search(text[:match.start() + 1]):
+            continue  # "Dr." / "U.S." inside a sentence
+        pieces.append(candidate)
+        start = match.end()
+    pieces.append(text[start:])
+    return pieces
 
 
 def _hard_split(piece: str, max_chars: int) -> list[str]:
@@ -45,7 +63,7 @@ def split_sentences(text: str, max_chars: int = DEFAULT_MAX_CHARS) -> list[str]:
     if max_chars < 1:
         raise ValueError(f"max_chars must be at least 1, got {max_chars}")
     pieces: list[str] = []
-    for sentence in _SENTENCE_END.split(text):
+    for sentence in _sentences(text):
         if not sentence.strip():
             continue
         if len(sentence.strip()) <= max_chars:

@@ -30,7 +30,7 @@ QUANTIFIERS = (
 LIANG_MEASURES = (
     "小时|分钟|公里|千米|公斤|千克|个|只|本|件|条|张|把|名|位|次|块|岁|天|周|星期|斤|吨|倍|台|辆|架|艘|部|家|所|座|"
     "栋|层|句|页|篇|章|节|课|项|份|双|对|套|群|批|种|类|样|碗|杯|瓶|盒|箱|包|袋|颗|粒|根|支|枝|棵|朵|片|头|匹|口|间|"
-    "扇|场|遍|趟|回|声|步|圈|轮|局|首|幅|封|顿|辈|代|盘|行|排|列|股|笔|年|万|千|亿|百"
+    "扇|场|遍|趟|回|声|步|圈|轮|局|首|幅|封|顿|辈|代|盘|行|排|列|股|笔|年|万|千|亿|百|点"
 )
 
 UNITS_ZH = {
@@ -145,6 +145,8 @@ def _replace_measures(text: str) -> str:
         return prefix + _cardinal(value) + ("华氏度" if scale in ("°F", "℉") else "度")
 
     text = re.sub(r"(-?)(\d+(?:\.\d+)?)\s?(°C|℃|°F|℉)", lambda m: temperature(m), text)
+    text = re.sub(r"(\d+(?:\.\d+)?)%?\s*[-~～至到]\s*(\d+(?:\.\d+)?)\s?%",
+                  lambda m: "百分之" + _cardinal(m.group(1)) + "到百分之" + _cardinal(m.group(2)), text)  # 10%-20%
     text = re.sub(r"(-?\d+(?:\.\d+)?)\s?%", lambda m: "百分之" + _cardinal(m.group(1)), text)
     text = re.sub(r"(-?\d+(?:\.\d+)?)\s?‰", lambda m: "千分之" + _cardinal(m.group(1)), text)
     text = UNIT_AFTER_NUMBER.sub(lambda m: _cardinal(m.group(1)) + UNITS_ZH[m.group(2)], text)
@@ -174,7 +176,9 @@ def _replace_numbers(text: str) -> str:
     def with_quantifier(match: re.Match) -> str:
         number, measure = match.group(1), match.group(2)
         ordinal = match.string[match.start() - 1: match.start()] == "第"  # 第2名 is 第二名, never 第两名
-        if int(number) == 2 and re.fullmatch(LIANG_MEASURES, measure) and not number.startswith("0") and not ordinal:
+        grade = match.string[match.end(): match.end() + 1] == "级"  # 2年级 is 二年级
+        exception = number.startswith("0") or ordinal or grade
+        if int(number) == 2 and re.fullmatch(LIANG_MEASURES, measure) and not exception:
             return "两" + measure
         return _cardinal(number) + measure
 

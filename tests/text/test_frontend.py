@@ -105,6 +105,9 @@ def test_unknown_pinyin_becomes_unk_with_a_warning() -> None:
     ("3/4", "四分之三"),
     ("2个人", "两个人"),
     ("第2名", "第二名"),
+    ("2年级", "二年级"),
+    ("下午2点", "下午两点"),
+    ("10%-20%", "百分之十到百分之二十"),
     ("1,234,567字", "一百二十三万四千五百六十七字"),
     ("128号", "幺二八号"),
     ("-5", "负五"),
@@ -176,6 +179,11 @@ def test_split_sentences_respects_length_and_keeps_text() -> None:
     assert all(0 < len(piece) <= 40 for piece in pieces)
     assert "".join(pieces).replace(" ", "") == text.replace(" ", "")
     assert pieces[:3] == ["今天天气很好。", "我们去公园吧！", "Then we go home, and we rest."]
+
+
+def test_split_sentences_ignores_abbreviation_dots() -> None:
+    text = "Dr. Smith lives in the U.S. now. Pi is 3.14. 他说：“你好！”然后走了。"
+    assert split_sentences(text) == ["Dr. Smith lives in the U.S. now.", "Pi is 3.14.", "他说：“你好！”", "然后走了。"]
 
 
 def test_split_sentences_by_clause_then_length() -> None:
