@@ -85,3 +85,23 @@ def test_pack_splits_long_speech_at_the_quiet_dip() -> None:
 def test_pack_rejects_bad_bounds() -> None:
     with pytest.raises(ValueError, match="min_seconds"):
         pack_regions([], np.zeros(10), SR, min_seconds=5, max_seconds=3)
+
+
+def test_silero_vad_finds_demo_speech_between_silences() -> None:
+    pytest.importorskip("silero_vad")
+    from pathlib import Path
+
+    import soundfile as sf
+
+    from gpt_sovits_train.clone.segment import SileroVAD
+
+    demo = Path(__file__).resolve().parents[2] / "data" / "demo" / "ava"
+    clips = [sf.read(demo / f"ava_00{i}.flac", dtype="float32") for i in (0, 1)]
+    rate = clips[0][1]
+    gap = np.zeros(2 * rate, dtype=np.float32)
+    wav = np.concatenate([gap, clips[0][0], gap, clips[1][0], gap])
+    found = SileroVAD(min_silence_ms=500)(wav, rate)
+    assert len(found) == 2
+    first_end = 2 * rate + len(clips[0][0])
+    assert abs(found[0].start - 2 * rate) < 0.3 * rate and abs(found[0].end - first_end) < 0.3 * rate
+    assert found[1].start > first_end + rate
