@@ -69,14 +69,16 @@ def _unsupported(text: str, start: int, script: str) -> UnsupportedTextError:
     )
 
 
-def _sentence_has_kana(text: str, index: int) -> bool:
-    start = index
-    while start > 0 and text[start - 1] not in _SENTENCE_END:
-        start -= 1
-    end = index
-    while end < len(text) and text[end] not in _SENTENCE_END:
-        end += 1
-    return any(script_of(char) == "kana" for char in text[start:end])
+def _kana_sentences(text: str) -> list[bool]:
+    """Per character: does its sentence contain kana?  (One pass, so long texts stay linear.)"""
+    flags: list[bool] = []
+    sentence_start = 0
+    for index, char in enumerate([*text, "\n"]):
+        if char in _SENTENCE_END or index == len(text):
+            has_kana = any(script_of(c) == "kana" for c in text[sentence_start:index + 1])
+            flags.extend([has_kana] * (min(index + 1, len(text)) - sentence_start))
+            sentence_start = index + 1
+    return flags
 
 
 def segment(text: str, language: str = "auto") -> list[Run]:
@@ -96,6 +98,7 @@ def segment(text: str, language: str = "auto") -> list[Run]:
         for index in range(match.start(), match.end()):
             protected[index] = True
 
+    kana_sentence = _kana_sentences(text) if language not in {"zh", "ja"} else []
     labels: list[str | None] = []
     for index, char in enumerate(text):
         script = "neutral" if protected[index] else script_of(char)
@@ -106,10 +109,10 @@ def segment(text: str, language: str = "auto") -> list[Run]:
         elif script == "kana":
             labels.append("ja")
         elif script == "han":
-            labels.append("ja" if language == "ja" or (language != "zh" and _sentence_has_kana(text, index)) else "zh")
+            labels.append("ja" if language == "ja" or (language != "zh" and kana_sentence[index]) else "zh")
         else:
             labels.append(None)
-    _assign_neutral(text, labels, protected, default="en" if language == "en" else ("ja" if language == "ja" else "zh"))
+    _assign_neutral(text, labels, default="en" if language == "en" else ("ja" if language == "ja" else "zh"))
 
     runs: list[Run] = []
     for index, label in enumerate(labels):
@@ -121,8 +124,13 @@ def segment(text: str, language: str = "auto") -> list[Run]:
     return runs
 
 
-def _assign_neutral(text: str, labels: list[str | None], protected: list[bool], default: str) -> None:
-    """Give digits / marks / spaces the language of a neighbouring run (in place)."""
+def _assign_neutral(text: str, labels: list[str | None], default: str) -> None:
+    """Give digits / marks / spaces the language of a neighbouring run (in place).
+
+    A neutral chunk joins the run before it.  Between English and a CJK run, English keeps the ASCII marks and
+    spaces right after its word, and the chunk's first digit or CJK mark starts the CJK run (``iPhone 3年``,
+    ``MacBook，用``), so numbers are read in the language of the measure word after them.
+    """
     index = 0
     while index < len(labels):
         if labels[index] is not None:
@@ -133,24 +141,10 @@ def _assign_neutral(text: str, labels: list[str | None], protected: list[bool], 
             end += 1
         before = labels[index - 1] if index > 0 else None
         after = labels[end] if end < len(labels) else None
-        chunk = text[index:end]
-        number_before_cjk = after in {"zh", "ja"} and chunk.rstrip() == chunk and any(c.isdigit() for c in chunk)
-        if any(protected[index:end]) and after is None and before is None:
-            choice = default
-        elif before is None or (number_before_cjk and before == "en"):
-            choice = after or default
-        else:
-            choice = before
-        if before == "en" and after in {"zh", "ja"} and not number_before_cjk:
-            # Marks after an English word close the English run, but a space-free number or a CJK mark starts the next.
-            split = len(chunk) - len(chunk.lstrip(" "))
-            choice = "en"
-            for offset, char in enumerate(chunk):
-                if offset >= split and (char.isdigit() or ord(char) > 0x2FFF):
-                    choice = after
-                labels[index + offset] = choice
-            index = end
-            continue
+        choice = before or after or default
         for position in range(index, end):
+            char = text[position]
+            if before == "en" and after in {"zh", "ja"} and (char.isdigit() or ord(char) > 0x2FFF):
+                choice = after
             labels[position] = choice
         index = end
