@@ -94,6 +94,16 @@ def write_result(result: dict[str, Any], output_dir: str | Path, rank: int) -> P
     return path
 
 
+def finish_wandb_run() -> None:
+    """Close the W&B run: otherwise the next job of a multirun sweep in this process would log into it, and an
+    offline run's files are only complete after finish."""
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+
+
 def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
     """Instantiate datamodule, model and trainer (with callbacks and loggers) from a composed ``train`` config."""
     if cfg.get("seed") is not None:
@@ -122,6 +132,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trainer.fit(fit_model, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.get("ckpt_path")))
     except SIGTERMException:
         status = "preempted"
+    finally:
+        finish_wandb_run()
     preemption = next((cb for cb in trainer.callbacks if isinstance(cb, PreemptionCheckpoint)), None)
     if preemption is not None and preemption.saved_path is not None:
         status = "preempted"
