@@ -28,6 +28,13 @@ _BUILTIN = {
         "駅までどのくらいかかりますか？",
         "雨が降りそうなので、傘を持っていきましょう。",
     ],
+    "ko": [
+        "안녕하세요, 만나서 반갑습니다.",
+        "저는 학생입니다. 학교에 갑니다.",
+        "오늘 날씨가 정말 좋네요!",
+        "이 책은 3만 원입니다.",
+        "같이 점심 먹을까요?",
+    ],
     "auto": [
         "我今天买了3个iPhone, it costs $999.",
         "这个bug我已经fix好了，你再test一下。",
@@ -53,7 +60,7 @@ def run_text_frontend(quick: bool = False) -> dict:
     phonemize("こんにちは。", "ja")
     figures: dict[str, object] = {"warmup_s": round(time.perf_counter() - start, 3)}
     repeats = 1  # one pass: repeated passes would only measure the per-word caches
-    for language in ("zh", "en", "ja", "auto"):
+    for language in ("zh", "en", "ja", "ko", "auto"):
         sentences = _sentences(language)[: 5 if quick else None]
         phones = 0
         begin = time.perf_counter()

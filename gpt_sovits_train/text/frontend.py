@@ -15,6 +15,7 @@ from gpt_sovits_train.text.en_g2p import g2p_en
 from gpt_sovits_train.text.en_normalize import normalize_en
 from gpt_sovits_train.text.errors import DroppedTextWarning, UnknownPhoneWarning, UnsupportedTextError
 from gpt_sovits_train.text.ja_g2p import g2p_ja, normalize_ja
+from gpt_sovits_train.text.ko_g2p import g2p_ko, normalize_ko
 from gpt_sovits_train.text.segmenter import SUPPORTED_LANGUAGES, segment
 from gpt_sovits_train.text.sentences import split_sentences
 from gpt_sovits_train.text.symbols import UNK, is_symbol, symbols_to_ids
@@ -79,7 +80,10 @@ def _phonemize_run(text: str, language: str, standalone: bool) -> Phonemized:
     elif language == "ja":
         norm_text = normalize_ja(text)
         phones = g2p_ja(norm_text)
-    else:  # segment() only produces the three languages above
+    elif language == "ko":
+        norm_text = normalize_ko(text)
+        phones = g2p_ko(norm_text)
+    else:  # segment() only produces the languages above
         raise UnsupportedTextError(f"no frontend for language {language!r} (text {text!r})")
     phones = _checked(phones, text)
     return Phonemized(phones, symbols_to_ids(phones), word2ph, norm_text, language)
@@ -88,10 +92,11 @@ def _phonemize_run(text: str, language: str, standalone: bool) -> Phonemized:
 def phonemize(text: str, language: str = "auto") -> Phonemized:
     """Convert text to v2 phones.
 
-    ``language`` is ``"zh"``, ``"en"``, ``"ja"`` or ``"auto"``.  A language hint decides how Han characters and
-    digits/punctuation are read; Latin words are always read as English and kana as Japanese (the v2 "all_zh"
-    behaviour, rather than deleting the letters).  Unsupported scripts (Hangul, Cyrillic, ...) raise
-    :class:`UnsupportedTextError` naming the span.
+    ``language`` is ``"zh"``, ``"en"``, ``"ja"``, ``"ko"`` or ``"auto"``.  The hint decides how Han characters
+    and language-less text (digits, punctuation) are read.  Latin words are always read as English (the v2
+    "all_zh" behaviour, rather than deleting the letters), kana as Japanese and Hangul as Korean, because no other
+    frontend can pronounce them.  Other scripts (Cyrillic, Arabic, Thai, ...) raise :class:`UnsupportedTextError`
+    naming the span.
     """
     if not isinstance(text, str):
         raise TypeError(f"phonemize expects a string, got {type(text).__name__}")

@@ -1,6 +1,6 @@
 """Split mixed-script text into language runs (zh / ja / en) before normalization.
 
-Scripts decide most of it: Latin letters are English, kana are Japanese, Hangul and other alphabets are
+Scripts decide most of it: Latin letters are English, kana are Japanese, Hangul is Korean, other alphabets are
 unsupported.  Han characters are Japanese when their sentence contains kana (or the caller says ``ja``), else
 Chinese.  Digits, symbols and punctuation have no language of their own: they join the run before them, except a
 number written directly before a Han/kana character (``3个``, ``3時``), which is read in that language.
@@ -16,7 +16,7 @@ from gpt_sovits_train.text.en_normalize import UNITS_EN
 from gpt_sovits_train.text.errors import UnsupportedTextError
 from gpt_sovits_train.text.zh_normalize import UNITS_ZH
 
-SUPPORTED_LANGUAGES = ("zh", "en", "ja", "auto")
+SUPPORTED_LANGUAGES = ("zh", "en", "ja", "ko", "auto")
 
 # Unit abbreviations that stay with the number before them (80kg is one Chinese or English token).
 _UNITS = sorted({*UNITS_ZH, *UNITS_EN}, key=len, reverse=True)
@@ -62,10 +62,9 @@ def _unsupported(text: str, start: int, script: str) -> UnsupportedTextError:
     while end < len(text) and (script_of(text[end]) == script or text[end] == " "):
         end += 1
     span = text[start:end].strip()
-    what = "Korean (Hangul)" if script == "hangul" else "this script"
     return UnsupportedTextError(
-        f"{what} is not supported by the v2 text frontend: {span!r} at characters {start}..{end}; "
-        "transliterate or remove it, or write it in Chinese, Japanese or English"
+        f"this script is not supported by the v2 text frontend: {span!r} at characters {start}..{end}; "
+        "transliterate or remove it, or write it in Chinese, Japanese, Korean or English"
     )
 
 
@@ -91,7 +90,7 @@ def segment(text: str, language: str = "auto") -> list[Run]:
     if language not in SUPPORTED_LANGUAGES:
         raise UnsupportedTextError(
             f"language {language!r} is not supported; use one of {', '.join(SUPPORTED_LANGUAGES)} "
-            "(Korean and Cantonese need their own G2P, which this frontend does not ship)"
+            "(Cantonese needs its own G2P, which this frontend does not ship)"
         )
     protected = [False] * len(text)  # characters inside "80kg": the unit letters belong to the number
     for match in _NUMBER_WITH_UNIT.finditer(text):
@@ -102,17 +101,19 @@ def segment(text: str, language: str = "auto") -> list[Run]:
     labels: list[str | None] = []
     for index, char in enumerate(text):
         script = "neutral" if protected[index] else script_of(char)
-        if script in {"hangul", "other_letter"}:
+        if script == "other_letter":
             raise _unsupported(text, index, script)
         if script == "latin":
             labels.append("en")
         elif script == "kana":
             labels.append("ja")
+        elif script == "hangul":
+            labels.append("ko")
         elif script == "han":
             labels.append("ja" if language == "ja" or (language != "zh" and kana_sentence[index]) else "zh")
         else:
             labels.append(None)
-    _assign_neutral(text, labels, default="en" if language == "en" else ("ja" if language == "ja" else "zh"))
+    _assign_neutral(text, labels, default="zh" if language == "auto" else language)
 
     runs: list[Run] = []
     for index, label in enumerate(labels):
@@ -144,7 +145,7 @@ def _assign_neutral(text: str, labels: list[str | None], default: str) -> None:
         choice = before or after or default
         for position in range(index, end):
             char = text[position]
-            if before == "en" and after in {"zh", "ja"} and (char.isdigit() or ord(char) > 0x2FFF):
+            if before == "en" and after in {"zh", "ja", "ko"} and (char.isdigit() or ord(char) > 0x2FFF):
                 choice = after
             labels[position] = choice
         index = end

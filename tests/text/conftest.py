@@ -26,6 +26,7 @@ def assert_well_formed(result: Phonemized, allow_unk: bool) -> None:
         assert [p for run in result.segments for p in run.phones] == result.phones
     if not allow_unk:
         assert UNK not in result.phones
+        assert "停" not in result.phones  # the Korean "unknown character" symbol
 
 
 @pytest.fixture

@@ -47,7 +47,7 @@ def test_short_standalone_english_gets_the_v2_leading_comma() -> None:
     assert phonemize("Hi!", "en").phones == [",", "HH", "AY1", "!"]
 
 
-@pytest.mark.parametrize("language", ["zh", "en", "ja", "auto"])
+@pytest.mark.parametrize("language", ["zh", "en", "ja", "ko", "auto"])
 def test_empty_and_whitespace_text(language: str) -> None:
     for text in ("", "   "):
         result = phonemize(text, language)
@@ -75,11 +75,35 @@ def test_very_long_text_is_well_formed(well_formed) -> None:
     well_formed(result, allow_unk=False)
 
 
-@pytest.mark.parametrize(("text", "span"), [("Привет мир, как дела", "Привет мир"), ("你好안녕하세요", "안녕하세요"),
+@pytest.mark.parametrize(("text", "span"), [("Привет мир, как дела", "Привет мир"), ("你好مرحبا", "مرحبا"),
                                             ("hello שלום", "שלום")])
 def test_unsupported_script_names_the_span(text: str, span: str) -> None:
     with pytest.raises(UnsupportedTextError, match=span):
         phonemize(text, "auto")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("안녕하세요.", "ㅇㅏㄴㄴㅣㅓㅇㅎㅏㅅㅔㅇㅣㅗ."),  # compound vowels split: ㅕ -> ㅣㅓ, ㅛ -> ㅣㅗ
+    ("국물", "ㄱㅜㅇㅁㅜㄹ"),  # nasalization
+    ("신라", "ㅅㅣㄹㄹㅏ"),  # liquidization
+    ("같이", "ㄱㅏㅊㅣ"),  # palatalization
+    ("좋고", "ㅈㅗㅋㅗ"),  # aspiration
+    ("학교", "ㅎㅏㄱㄲㅣㅗ"),  # tensification
+    ("읽어요", "ㅇㅣㄹㄱㅓㅇㅣㅗ"),  # liaison of a complex final
+    ("닭", "ㄷㅏㄱ"),  # a complex final alone keeps one consonant
+    ("저는 학생", "ㅈㅓㄴㅡㄴ空ㅎㅏㄱㅆㅐㅇ"),  # a space is 空
+    ("3개", "ㅅㅏㅁㄱㅐ"),  # Sino-Korean number
+])
+def test_korean_pronunciation_rules(text: str, expected: str, well_formed) -> None:
+    result = phonemize(text, "ko")
+    assert "".join(result.phones) == expected
+    assert result.language == "ko"
+    well_formed(result, allow_unk=False)
+
+
+def test_korean_in_auto_mode_with_english() -> None:
+    result = phonemize("저는 Python을 좋아해요.", "auto")
+    assert [run.language for run in result.runs] == ["ko", "en", "ko"]
 
 
 def test_unsupported_language_is_one_clear_error() -> None:
