@@ -66,6 +66,7 @@ def normalize_ko(text: str) -> str:
     """Digits -> Sino-Korean, Latin letters -> letter names, runs of punctuation -> their first mark."""
     text = re.sub(r"\d+(?:\.\d+)?", lambda m: _read_number(m.group(0)), text)
     text = re.sub(r"[A-Za-z]", lambda m: LETTER_NAMES[m.group(0).lower()], text)
+    text = re.sub(r"\s+", " ", text).strip()  # a space is a phone (空) in v2 Korean: one per gap, none at the ends
     return re.sub(r"([.,!?…])[.,!?…]+", r"\1", text)
 
 
