@@ -43,6 +43,8 @@ def test_wandb_offline_run_directory_holds_the_run(demo_shards, tmp_path, monkey
     assert len(runs) == 1, f"expected one offline run under {tmp_path / 'wandb'}, found {runs}"
     run_dir = runs[0]
     records = list(run_dir.glob("run-*.wandb"))
-    assert records and records[0].stat().st_size > 0
-    config_text = (run_dir / "files" / "config.yaml").read_text()
-    assert "wandb_test" in config_text and "trainer" in config_text
+    assert len(records) == 1
+    # The offline record log (what `wandb sync` uploads) holds the resolved config and the logged metrics.
+    data = records[0].read_bytes()
+    for expected in (b"wandb_test", b"max_steps", b"throughput/batches_per_sec"):
+        assert expected in data, f"{expected!r} missing from the offline W&B run"
