@@ -109,9 +109,17 @@ def _camel_case_parts(word: str) -> list[str]:
     return re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+", word)
 
 
-@cache
 def word_phones(word: str) -> list[str]:
     """Phones of one word token without context (letters only, optional apostrophes)."""
+    return list(_word_phones(word))
+
+
+@cache
+def _word_phones(word: str) -> tuple[str, ...]:
+    return tuple(_lookup(word))
+
+
+def _lookup(word: str) -> list[str]:
     lower = word.lower()
     if lower in HOT_WORDS:
         return list(HOT_WORDS[lower])
@@ -157,6 +165,8 @@ def g2p_en(norm_text: str) -> list[str]:
                 pronunciation = [phone for part in token.split("-") for phone in word_phones(part)]
         else:
             pronunciation = _homograph(token, previous, sentence_words) or word_phones(token)
+        # The OOV model can emit a stressless "UW" that v2 lacks (v2 deletes it); keep the vowel with primary stress.
+        pronunciation = ["UW1" if phone == "UW" else phone for phone in pronunciation]
         phones.extend(phone for phone in pronunciation if is_symbol(phone))
         previous = token.lower()
     return phones
