@@ -89,6 +89,20 @@ def _phonemize_run(text: str, language: str, standalone: bool) -> Phonemized:
     return Phonemized(phones, symbols_to_ids(phones), word2ph, norm_text, language)
 
 
+def _merge_neighbours(results: list[Phonemized]) -> list[Phonemized]:
+    """Join runs of the same language that became neighbours (a silent run between them produced no phones)."""
+    merged: list[Phonemized] = []
+    for result in results:
+        if merged and merged[-1].language == result.language:
+            previous = merged[-1]
+            word2ph = None if previous.word2ph is None else [*previous.word2ph, *(result.word2ph or [])]
+            merged[-1] = Phonemized(previous.phones + result.phones, previous.ids + result.ids, word2ph,
+                                    previous.norm_text + result.norm_text, previous.language)
+        else:
+            merged.append(result)
+    return merged
+
+
 def phonemize(text: str, language: str = "auto") -> Phonemized:
     """Convert text to v2 phones.
 
@@ -107,7 +121,7 @@ def phonemize(text: str, language: str = "auto") -> Phonemized:
     text = re.sub(r" {2,}", " ", text)
     runs = segment(text, language)
     results = [_phonemize_run(run.text, run.language, standalone=len(runs) == 1) for run in runs]
-    results = [result for result in results if result.phones or len(results) == 1]
+    results = _merge_neighbours([result for result in results if result.phones or len(results) == 1])
     if not results:
         fallback = "zh" if language == "auto" else language
         return Phonemized([], [], [] if fallback == "zh" else None, "", fallback)

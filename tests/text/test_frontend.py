@@ -68,6 +68,13 @@ def test_emoji_is_dropped_with_a_warning() -> None:
         assert result.phones == phonemize("今天很开心", "zh").phones
 
 
+def test_silent_run_between_same_language_runs_is_merged(well_formed) -> None:
+    result = phonemize("你好ー世界", "zh")  # a lone prolonged-sound mark is a Japanese run with no phones
+    assert result.language == "zh" and not result.segments
+    assert result.word2ph == [2, 2, 2, 2] and result.norm_text == "你好世界"
+    well_formed(result, allow_unk=False)
+
+
 def test_very_long_text_is_well_formed(well_formed) -> None:
     text = "今天天气很好，我们去公园散步吧！It is a nice day. " * 40
     result = phonemize(text, "auto")
