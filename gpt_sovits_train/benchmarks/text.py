@@ -44,7 +44,7 @@ _BUILTIN = {
 
 
 def _sentences(language: str) -> list[str]:
-    path = _CASES_DIR / f"cases_{language}.jsonl"
+    path = _CASES_DIR / f"cases_{'mixed' if language == 'auto' else language}.jsonl"
     if path.is_file():
         with path.open(encoding="utf-8") as handle:
             return [json.loads(line)["text"] for line in handle if line.strip()]
