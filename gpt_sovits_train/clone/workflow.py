@@ -164,7 +164,7 @@ class CloneWorkflow:
         results, status = runner.run(self.steps())
         summary = self._summary(results) | {"steps": status}
         (self.work_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
-        log.info("cloning summary:\n%s", json.dumps(summary, indent=2, ensure_ascii=False))
+        print(format_summary(summary, self.work_dir))
         return summary
 
     # -- helpers ---------------------------------------------------------------------------------------------
@@ -200,6 +200,29 @@ class CloneWorkflow:
             if key in results:
                 summary[key] = results[key]
         return summary
+
+
+def format_summary(summary: dict[str, Any], work_dir: Path) -> str:
+    """The end-of-run report a person reads: data kept and dropped, losses, where the results are."""
+    lines = [f"voice {summary['voice']!r} ({work_dir})"]
+    data = summary.get("data")
+    if data:
+        dropped = ", ".join(f"{k} {v} min" for k, v in data["dropped_minutes_by_reason"].items()) or "none"
+        lines.append(f"  audio: {data['input_minutes']} min in, {data['kept_minutes']} min kept in "
+                     f"{data['kept_segments']} segments; dropped: {dropped}; "
+                     f"silence/pauses {data['silence_minutes']} min")
+    for stage, metrics in summary.get("losses", {}).items():
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()) if "loss" in k) or "no loss logged"
+        lines.append(f"  {stage}: {shown}")
+    if "reference" in summary:
+        ref = summary["reference"]
+        lines.append(f"  reference: {ref['audio']} ({ref['stats']['duration']:.1f} s) \"{ref['text']}\"")
+    if "bundle" in summary:
+        lines.append(f"  bundle: {summary['bundle']['bundle']}  →  gst-synthesize voice={summary['bundle']['bundle']}")
+    if "sample" in summary:
+        lines.append(f"  sample: {summary['sample']['wav']}")
+    lines.append("  steps: " + ", ".join(f"{k}={v}" for k, v in summary.get("steps", {}).items()))
+    return "\n".join(lines)
 
 
 def run_clone(cfg: DictConfig) -> dict[str, Any]:
