@@ -362,6 +362,16 @@ __all__ = [
     "DatasetExistsError",
     "NoValidSamplesError",
     "build_extractors",
+    "compose_config",
     "format_summary",
     "prepare",
 ]
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """``conf/prepare.yaml`` composed with overrides, as ``gst-prepare`` would (for notebooks and benchmarks)."""
+    from hydra import compose, initialize_config_dir
+
+    config_dir = Path(__file__).resolve().parents[2] / "conf"
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+        return compose("prepare", overrides=overrides)

@@ -167,8 +167,8 @@ def build_sample(utterance: Utterance, key: str, rules: AudioRules, extractors: 
     bert = bert_of(phonemized, extractors.bert)
     if bert is not None:
         sample["bert"] = bert.to(half)
-    if extractors.semantic is not None:
-        sample["semantic"] = extractors.semantic(ssl.float()).long().reshape(-1)
+    if extractors.semantic is not None:  # from the stored precision, so loaders re-deriving codes agree
+        sample["semantic"] = extractors.semantic(sample["ssl"].float()).long().reshape(-1)
     if extractors.speaker is not None:
         sample["speaker_embedding"] = extractors.speaker(wav16).float()
     if extractors.codec is not None:

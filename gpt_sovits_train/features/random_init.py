@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 import torch
+from encodec.quantization import ResidualVectorQuantizer
 from transformers import BertConfig, BertForMaskedLM, BertTokenizer, HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
 
 from gpt_sovits_train.features import codec, speaker
@@ -88,6 +89,29 @@ def make_encodec(folder: Path, bandwidth: float = 1.5) -> Path:
     torch.save(codec.build_encodec(24000).state_dict(), folder / codec.STATE_NAME)
     (folder / codec.CONFIG_NAME).write_text(json.dumps({"sample_rate": 24000, "bandwidth": bandwidth}))
     return folder
+
+
+class RandomSemanticQuantizer(torch.nn.Module):
+    """v2's ``extract_latent`` structure with random weights, for demos and tests until a SoVITS model exists.
+
+    v2 projects SSL with a kernel-2, stride-2 convolution (50 Hz → 25 Hz) and encodes it with a one-codebook
+    residual VQ of 1024 entries (its quantizer derives from EnCodec's). This uses EnCodec's RVQ class itself
+    with a random (not k-means) codebook; wrap it in ``features.semantic.LatentCodeExtractor``.
+    """
+
+    def __init__(self, ssl_dim: int = 768, bins: int = 1024, seed: int = 0) -> None:
+        super().__init__()
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)  # the same codes in prepare and in every loader worker
+        self.ssl_proj = torch.nn.Conv1d(ssl_dim, ssl_dim, kernel_size=2, stride=2)
+        self.quantizer = ResidualVectorQuantizer(dimension=ssl_dim, n_q=1, bins=bins, kmeans_init=False)
+        torch.random.set_rng_state(generator_state)
+        self.eval()
+
+    def extract_latent(self, ssl: torch.Tensor) -> torch.Tensor:
+        """``ssl [B, 768, T]`` → codes ``[B, 1, T // 2]``."""
+        codes = self.quantizer.vq.encode(self.ssl_proj(ssl), n_q=1)  # [n_q, B, T/2]
+        return codes.transpose(0, 1)
 
 
 def make_all(root: str | Path, seed: int = 0, with_encodec: bool = False) -> dict[str, Path]:

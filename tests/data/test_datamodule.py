@@ -8,9 +8,12 @@ from itertools import chain
 import lightning.pytorch as pl
 import pytest
 import torch
+import webdataset as wds
 
-from gpt_sovits_train.data.collate import SEMANTIC_EOS
+from gpt_sovits_train.data.collate import SEMANTIC_EOS, collate_gpt
 from gpt_sovits_train.data.datamodule import GPTDataModule, SoVITSDataModule
+from gpt_sovits_train.data.schema import decode_sample
+from gpt_sovits_train.features.random_init import RandomSemanticQuantizer
 from gpt_sovits_train.features.semantic import LatentCodeExtractor
 
 SMALL = {"max_tokens": 1200, "max_batch_size": 4, "max_item_length": 1000, "window": 8}
@@ -30,7 +33,7 @@ def test_demo_subset_prepares_with_random_init_extractors(demo_shards):
     assert manifest["written"] == 12 and manifest["skipped"] == 0
     assert set(manifest["speakers"]) == {"ava", "bo"}
     assert manifest["splits"]["val"]["count"] == 2  # one per speaker
-    assert set(manifest["feature_versions"]) == {"ssl", "bert", "speaker"}
+    assert set(manifest["feature_versions"]) == {"ssl", "bert", "speaker", "semantic"}
     languages = {json.loads(line)["language"] for line in (demo_shards / "train.index.jsonl").read_text().splitlines()}
     assert languages == {"en", "zh", "mixed"}
 
@@ -97,25 +100,9 @@ def test_resume_skips_exactly_the_consumed_batches(demo_shards):
     assert resumed.state_dict() == {"epoch": 0, "batches_consumed": len(full)}
 
 
-class StrideTwoQuantizer(torch.nn.Module):
-    """Stand-in for SoVITS until models/sovits lands: the same math as v2's ``extract_latent``
-    (stride-2 projection of SSL, then the nearest codebook entry), with random weights."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ssl_proj = torch.nn.Conv1d(768, 768, kernel_size=2, stride=2)
-        self.codebook = torch.nn.Parameter(torch.randn(1024, 768))
-
-    def extract_latent(self, ssl: torch.Tensor) -> torch.Tensor:
-        projected = self.ssl_proj(ssl).transpose(1, 2)  # [B, T/2, 768]
-        distances = torch.cdist(projected, self.codebook.unsqueeze(0).expand(ssl.shape[0], -1, -1))
-        return distances.argmin(dim=-1).unsqueeze(1)  # [B, 1, T/2]
-
-
-def test_gpt_batches_make_semantic_ids_with_the_configured_extractor(demo_shards):
-    extractor = LatentCodeExtractor(StrideTwoQuantizer())
-    batching = {**SMALL, "max_tokens": 800, "max_item_length": 400}
-    module = GPTDataModule(str(demo_shards), batching=batching, num_workers=0, semantic_extractor=extractor)
+def test_gpt_batches_follow_the_design_format(demo_shards):
+    module = GPTDataModule(str(demo_shards), batching={**SMALL, "max_tokens": 800, "max_item_length": 400},
+                           num_workers=0)
     module.setup()
     for batch in module.train_dataloader():
         size, phones = batch["phoneme_ids"].shape
@@ -125,8 +112,22 @@ def test_gpt_batches_make_semantic_ids_with_the_configured_extractor(demo_shards
             assert (batch["bert_feature"][row, :, p_len:] == 0).all()
             assert (batch["semantic_ids"][row, s_len:] == SEMANTIC_EOS).all()
             assert (batch["semantic_ids"][row, :s_len] < 1024).all()
-    with pytest.raises(ValueError, match="semantic"):
-        next(iter(GPTDataModule(str(demo_shards), batching=SMALL, num_workers=0).train_dataloader()))
+
+
+def test_semantic_extractor_fills_in_missing_ids_as_prepare_stored_them(demo_shards):
+    urls = sorted(str(p) for p in (demo_shards / "train").glob("*.tar"))
+    samples = [decode_sample(raw) for raw in wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples())]
+    without = [{k: v for k, v in sample.items() if k != "semantic"} for sample in samples[:4]]
+    derived = collate_gpt(without, LatentCodeExtractor(RandomSemanticQuantizer()))
+    stored = collate_gpt(samples[:4])
+    assert torch.equal(derived["semantic_ids"], stored["semantic_ids"])
+    assert torch.equal(derived["semantic_ids_len"], stored["semantic_ids_len"])
+
+
+def test_gpt_collation_without_semantic_ids_says_what_to_configure():
+    sample = {"key": "k", "phone_ids": torch.tensor([1, 2]), "ssl": torch.randn(768, 10)}
+    with pytest.raises(ValueError, match="semantic_extractor"):
+        collate_gpt([sample])
 
 
 class KeyRecorder(pl.LightningModule):

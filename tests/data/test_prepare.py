@@ -53,8 +53,8 @@ def write_bad_corpus(folder: Path) -> tuple[Path, dict[str, str]]:
     add("stereo.wav", "not_mono")
     shutil.copy(folder / Path(GOOD_LINES[0].split("|")[0]).name, folder / "notext.flac")
     add("notext.flac", "missing_transcript", text="")
-    shutil.copy(folder / Path(GOOD_LINES[0].split("|")[0]).name, folder / "hangul.flac")
-    add("hangul.flac", "unsupported_text", text="안녕하세요 여러분", language="en")
+    shutil.copy(folder / Path(GOOD_LINES[0].split("|")[0]).name, folder / "cyrillic.flac")
+    add("cyrillic.flac", "unsupported_text", text="Привет, мир", language="en")
     add("nowhere.wav", "missing_audio")
     lines.append("this line has no separators")
     corpus = folder / "bad.list"
