@@ -105,9 +105,7 @@ def _equalize(batches: list[list[Record]], target: int) -> list[list[Record]]:
     """Split the largest batches until there are ``target`` (keeps every sample exactly once when possible)."""
     batches = list(batches)
     while len(batches) < target:
-        largest = max(range(len(batches)), key=lambda i: len(batches[i]), default=None)
-        if largest is None:
-            raise ValueError("a rank got no samples at all; use fewer ranks than training samples")
+        largest = max(range(len(batches)), key=lambda i: len(batches[i]))
         batch = batches[largest]
         if len(batch) < 2:
             batches.append(list(batch))  # fewer samples than batches on another rank: repeat one (rare, tiny data)
@@ -131,9 +129,13 @@ def plan_epoch(
         raise ValueError(f"rank {rank} outside world_size {world_size}")
     usable = [record for record in records if length_of(record) <= config.max_item_length]
     sequence = epoch_sequence(usable, seed, epoch, config.shuffle)
+    if not sequence:
+        raise ValueError("no item is short enough to batch: every length exceeds max_item_length")
     per_rank = []
     for other in range(world_size):
         start, end = rank_range(len(sequence), other, world_size)
-        per_rank.append(_rank_batches(sequence[start:end], length_of, config, seed, epoch, other))
+        # More ranks than items (a tiny validation split on many GPUs): borrow one item rather than hang DDP.
+        items = sequence[start:end] or [sequence[other % len(sequence)]]
+        per_rank.append(_rank_batches(items, length_of, config, seed, epoch, other))
     target = max(len(batches) for batches in per_rank)
     return _equalize(per_rank[rank], target)

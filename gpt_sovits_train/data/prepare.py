@@ -25,7 +25,7 @@ import multiprocessing
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,7 +173,9 @@ def _init_worker(features: dict, audio: dict, threads: int) -> None:
     _WORKER["rules"] = AudioRules(**audio)
 
 
-def process_chunk(chunk: Chunk, output_dir: str, max_shard_bytes: int) -> dict[str, Any]:
+def process_chunk(
+    chunk: Chunk, output_dir: str, max_shard_bytes: int, on_item: Callable[[], None] | None = None
+) -> dict[str, Any]:
     """Write one chunk's shards and its done-marker; returns the marker's content."""
     extractors, rules = _WORKER["extractors"], _WORKER["rules"]
     split_dir = Path(output_dir) / chunk.split
@@ -185,6 +187,8 @@ def process_chunk(chunk: Chunk, output_dir: str, max_shard_bytes: int) -> dict[s
     try:
         for utterance, key in zip(chunk.utterances, chunk.keys):
             result = process_utterance(utterance, key, rules, extractors)
+            if on_item is not None:
+                on_item()
             if isinstance(result, Skip):
                 skips.append(result.as_dict())
                 continue
@@ -224,7 +228,10 @@ def _index_record(sample: dict[str, Any], shard: str) -> dict[str, Any]:
     }
 
 
-def _run_chunks(chunks: list[Chunk], cfg: DictConfig, output_dir: Path) -> Iterator[dict[str, Any]]:
+def _run_chunks(
+    chunks: list[Chunk], cfg: DictConfig, output_dir: Path, on_item: Callable[[], None]
+) -> Iterator[dict[str, Any]]:
+    """Markers of finished chunks; in-process runs report every utterance, pools every chunk."""
     features = OmegaConf.to_container(cfg.features, resolve=True)
     audio = OmegaConf.to_container(cfg.audio, resolve=True)
     workers = max(1, int(cfg.num_workers))
@@ -233,7 +240,7 @@ def _run_chunks(chunks: list[Chunk], cfg: DictConfig, output_dir: Path) -> Itera
     if workers == 1:
         _init_worker(features, audio, threads)
         for chunk in chunks:
-            yield process_chunk(chunk, str(output_dir), max_bytes)
+            yield process_chunk(chunk, str(output_dir), max_bytes, on_item)
         return
     context = multiprocessing.get_context("spawn")  # CUDA and tokenizers do not survive fork
     with context.Pool(workers, initializer=_init_worker, initargs=(features, audio, threads)) as pool:
@@ -336,8 +343,10 @@ def prepare(cfg: DictConfig) -> dict[str, Any] | None:
     if len(pending) < len(mine):
         log.info("resuming: %d of %d chunks already finished", len(mine) - len(pending), len(mine))
     with tqdm(total=sum(len(c.keys) for c in pending), desc="prepare", unit="utt", disable=not cfg.progress) as bar:
-        for marker in _run_chunks(pending, cfg, output_dir):
-            bar.update(len(marker["records"]) + len(marker["skipped"]))
+        pooled = int(cfg.num_workers) > 1
+        for marker in _run_chunks(pending, cfg, output_dir, lambda: bar.update(1)):
+            if pooled:  # pool workers cannot reach the bar: count whole chunks
+                bar.update(len(marker["records"]) + len(marker["skipped"]))
 
     unfinished = [chunk.name for chunk in chunks if not _done_path(output_dir, chunk).is_file()]
     if unfinished:

@@ -70,3 +70,11 @@ def test_rank_range_covers_everything_once():
 def test_budget_smaller_than_longest_item_is_rejected():
     with pytest.raises(ValueError, match="max_tokens"):
         BatchingConfig(max_tokens=100, max_item_length=200)
+
+
+def test_more_ranks_than_items_still_gives_every_rank_a_batch():
+    records = make_records(count=3)
+    config = BatchingConfig(max_tokens=2000, max_batch_size=16, max_item_length=400, window=64)
+    plans = [plan_epoch(records, length, config, seed=0, epoch=0, rank=r, world_size=5) for r in range(5)]
+    assert all(len(plan) == 1 for plan in plans)
+    assert {r["key"] for r in records} <= {record["key"] for plan in plans for batch in plan for record in batch}

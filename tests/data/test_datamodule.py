@@ -156,3 +156,10 @@ def test_lightning_trainer_sees_every_sample_each_epoch_in_a_new_order(demo_shar
     expected = sorted(train_keys(demo_shards))
     assert sorted(model.seen[0]) == expected and sorted(model.seen[1]) == expected
     assert model.seen[0] != model.seen[1]
+
+
+def test_shards_stream_through_a_pipe_url(demo_shards):
+    local = SoVITSDataModule(str(demo_shards), batching=SMALL, num_workers=0, seed=4)
+    piped = SoVITSDataModule(str(demo_shards), batching=SMALL, num_workers=0, seed=4,
+                             shard_url_template="pipe:cat {root}/{shard}")
+    assert epoch_keys(piped) == epoch_keys(local)

@@ -147,3 +147,16 @@ def test_folder_and_ljspeech_inputs(tmp_path):
     utterances, skips = read_corpus(lj, language="en", speaker="lj")
     assert [u.text for u in utterances] == ["Normalized one text", "Only raw"]
     assert utterances[0].audio_path.endswith("wavs/LJ001.wav") and skips[0].reason == "malformed_line"
+
+
+def test_parallel_workers_write_the_same_samples(tmp_path, random_models):
+    corpus, _ = write_bad_corpus(tmp_path / "corpus")
+    common = [*STRICT, "shards.utterances_per_chunk=2"]
+    serial = prepare(prepare_config(corpus, tmp_path / "serial", random_models, *common))
+    parallel = prepare(prepare_config(corpus, tmp_path / "parallel", random_models, *common, "num_workers=2"))
+    assert serial["written"] == parallel["written"] == len(GOOD_LINES)
+    for name in ("train.index.jsonl", "skipped.jsonl"):
+        assert (tmp_path / "serial" / name).read_text() == (tmp_path / "parallel" / name).read_text()
+    by_key = {s["key"]: s for s in read_all(tmp_path / "serial")}
+    for sample in read_all(tmp_path / "parallel"):
+        assert torch.equal(sample["ssl"], by_key[sample["key"]]["ssl"])
