@@ -24,6 +24,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -173,8 +174,25 @@ def _init_worker(features: dict, audio: dict, threads: int) -> None:
     _WORKER["rules"] = AudioRules(**audio)
 
 
+def _post_command_hook(command: str | None, output_dir: str) -> Callable[[str], None] | None:
+    """Run ``command`` (``{path}``/``{shard}`` filled in) on every finished tar, e.g. to upload it to object
+    storage; a failing command stops the chunk, so it is redone on the next run instead of silently missing."""
+    if not command:
+        return None
+
+    def run(path: str) -> None:
+        shard = Path(path).relative_to(output_dir).as_posix()
+        subprocess.run(command.format(path=path, shard=shard), shell=True, check=True)
+
+    return run
+
+
 def process_chunk(
-    chunk: Chunk, output_dir: str, max_shard_bytes: int, on_item: Callable[[], None] | None = None
+    chunk: Chunk,
+    output_dir: str,
+    max_shard_bytes: int,
+    on_item: Callable[[], None] | None = None,
+    post_command: str | None = None,
 ) -> dict[str, Any]:
     """Write one chunk's shards and its done-marker; returns the marker's content."""
     extractors, rules = _WORKER["extractors"], _WORKER["rules"]
@@ -194,7 +212,8 @@ def process_chunk(
                 continue
             if writer is None:
                 pattern = str(split_dir / f"{chunk.name}-%03d.tar")
-                writer = wds.ShardWriter(pattern, maxsize=max_shard_bytes, maxcount=10**9, verbose=0)
+                writer = wds.ShardWriter(pattern, maxsize=max_shard_bytes, maxcount=10**9, verbose=0,
+                                         post=_post_command_hook(post_command, output_dir))
             writer.write(encode_sample(result))
             records.append(_index_record(result, Path(writer.fname).relative_to(output_dir).as_posix()))
     finally:
@@ -237,14 +256,16 @@ def _run_chunks(
     workers = max(1, int(cfg.num_workers))
     threads = max(1, int(cfg.threads_per_worker))
     max_bytes = int(cfg.shards.max_shard_bytes)
+    post_command = cfg.shards.get("post_command")
     if workers == 1:
         _init_worker(features, audio, threads)
         for chunk in chunks:
-            yield process_chunk(chunk, str(output_dir), max_bytes, on_item)
+            yield process_chunk(chunk, str(output_dir), max_bytes, on_item, post_command)
         return
     context = multiprocessing.get_context("spawn")  # CUDA and tokenizers do not survive fork
     with context.Pool(workers, initializer=_init_worker, initargs=(features, audio, threads)) as pool:
-        jobs = [pool.apply_async(process_chunk, (chunk, str(output_dir), max_bytes)) for chunk in chunks]
+        jobs = [pool.apply_async(process_chunk, (chunk, str(output_dir), max_bytes, None, post_command))
+                for chunk in chunks]
         for job in jobs:
             yield job.get()
 
@@ -333,11 +354,14 @@ def prepare(cfg: DictConfig) -> dict[str, Any] | None:
     split_of = split_assignment(utterances, keys, cfg.split)
     chunks = plan_chunks(utterances, keys, split_of, int(cfg.shards.utterances_per_chunk))
     digest = config_hash(cfg)
-    claim_output_dir(output_dir, digest, bool(cfg.overwrite))
-
     partitions, partition = int(cfg.num_partitions), int(cfg.partition)
     if not 0 <= partition < partitions:
         raise ValueError(f"partition={partition} must be in [0, num_partitions={partitions})")
+    if cfg.overwrite and partitions > 1:
+        raise ValueError("overwrite=true with num_partitions>1 would let each partition delete the others' work; "
+                         "delete output_dir once yourself (or run one overwrite=true job first)")
+    claim_output_dir(output_dir, digest, bool(cfg.overwrite))
+
     mine = [c for position, c in enumerate(chunks) if position % partitions == partition]
     pending = [chunk for chunk in mine if not _done_path(output_dir, chunk).is_file()]
     if len(pending) < len(mine):

@@ -160,3 +160,15 @@ def test_parallel_workers_write_the_same_samples(tmp_path, random_models):
     by_key = {s["key"]: s for s in read_all(tmp_path / "serial")}
     for sample in read_all(tmp_path / "parallel"):
         assert torch.equal(sample["ssl"], by_key[sample["key"]]["ssl"])
+
+
+def test_post_command_runs_on_every_finished_shard(tmp_path, random_models):
+    corpus, _ = write_bad_corpus(tmp_path / "corpus")
+    copies = tmp_path / "uploaded"
+    command = f"mkdir -p {copies}/$(dirname {{shard}}) && cp {{path}} {copies}/{{shard}}"
+    manifest = prepare(prepare_config(corpus, tmp_path / "out", random_models, *STRICT,
+                                      "shards.utterances_per_chunk=2", f"shards.post_command='{command}'"))
+    shards = manifest["splits"]["train"]["shards"]
+    assert len(shards) == 2
+    for shard in shards:
+        assert (copies / shard).read_bytes() == (tmp_path / "out" / shard).read_bytes()
