@@ -35,6 +35,12 @@ def prepare_config(input_path: Path, output_dir: Path, models: Path, *overrides:
 
 
 @pytest.fixture(scope="session")
+def make_prepare_config():
+    """``prepare_config`` as a fixture, so test modules need not import this conftest by path."""
+    return prepare_config
+
+
+@pytest.fixture(scope="session")
 def random_models(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("random_models")
     make_all(root, seed=0)

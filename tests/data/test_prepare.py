@@ -14,8 +14,8 @@ import webdataset as wds
 
 from gpt_sovits_train.data.prepare import DatasetExistsError, NoValidSamplesError, prepare
 from gpt_sovits_train.data.schema import decode_sample
-from tests.data.conftest import DEMO_LIST, prepare_config
 
+DEMO_LIST = Path(__file__).resolve().parents[2] / "data" / "demo" / "demo.list"
 GOOD_LINES = [line for line in DEMO_LIST.read_text(encoding="utf-8").splitlines()][:2] + [
     line for line in DEMO_LIST.read_text(encoding="utf-8").splitlines() if "|zh|" in line
 ][:2]
@@ -71,10 +71,10 @@ def read_all(shard_dir: Path) -> list[dict]:
     return [decode_sample(raw) for raw in wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples())]
 
 
-def test_every_bad_input_is_reported_and_every_good_one_kept(tmp_path, random_models, capsys):
+def test_every_bad_input_is_reported_and_every_good_one_kept(tmp_path, random_models, capsys, make_prepare_config):
     corpus, expected = write_bad_corpus(tmp_path / "corpus")
     out = tmp_path / "out"
-    manifest = prepare(prepare_config(corpus, out, random_models, *STRICT))
+    manifest = prepare(make_prepare_config(corpus, out, random_models, *STRICT))
 
     skipped = [json.loads(line) for line in (out / "skipped.jsonl").read_text().splitlines()]
     reasons = {Path(skip["source"]).name: skip["reason"] for skip in skipped}
@@ -95,14 +95,14 @@ def test_every_bad_input_is_reported_and_every_good_one_kept(tmp_path, random_mo
 
     # A finished dataset is never replaced silently ...
     with pytest.raises(DatasetExistsError, match="overwrite=true"):
-        prepare(prepare_config(corpus, out, random_models, *STRICT))
+        prepare(make_prepare_config(corpus, out, random_models, *STRICT))
     # ... and permissive rules fix stereo / other-rate files instead of skipping them.
-    fixed = prepare(prepare_config(corpus, out, random_models, *STRICT[3:], "overwrite=true"))
+    fixed = prepare(make_prepare_config(corpus, out, random_models, *STRICT[3:], "overwrite=true"))
     assert fixed["written"] == len(GOOD_LINES) + 2
     assert fixed["fixes_applied"] == {"downmixed": 1, "resampled": 1}
 
 
-def test_a_corpus_with_nothing_usable_stops_with_counts(tmp_path, random_models):
+def test_a_corpus_with_nothing_usable_stops_with_counts(tmp_path, random_models, make_prepare_config):
     folder = tmp_path / "corpus"
     folder.mkdir()
     sf.write(folder / "silent.wav", np.zeros(32000, dtype=np.float32), 32000)
@@ -110,22 +110,23 @@ def test_a_corpus_with_nothing_usable_stops_with_counts(tmp_path, random_models)
     corpus = folder / "all_bad.list"
     corpus.write_text("silent.wav|x|en|Hello there.\nbroken.wav|x|en|Hello there.\n", encoding="utf-8")
     with pytest.raises(NoValidSamplesError, match=r"silent: 1.*corrupt_audio: 1|corrupt_audio: 1.*silent: 1"):
-        prepare(prepare_config(corpus, tmp_path / "out", random_models))
+        prepare(make_prepare_config(corpus, tmp_path / "out", random_models))
 
 
-def test_resume_skips_finished_chunks_and_partitions_share_a_folder(tmp_path, random_models):
+def test_resume_skips_finished_chunks_and_partitions_share_a_folder(tmp_path, random_models, make_prepare_config):
     corpus, _ = write_bad_corpus(tmp_path / "corpus")
     out = tmp_path / "out"
     common = [*STRICT, "shards.utterances_per_chunk=3", "num_partitions=2"]
-    assert prepare(prepare_config(corpus, out, random_models, *common, "partition=0")) is None  # partition 1 pending
+    first = prepare(make_prepare_config(corpus, out, random_models, *common, "partition=0"))
+    assert first is None  # partition 1 still pending: no manifest yet
     finished = {p.name: p.stat().st_mtime_ns for p in (out / ".state").glob("*.done.json")}
-    manifest = prepare(prepare_config(corpus, out, random_models, *common, "partition=1"))
+    manifest = prepare(make_prepare_config(corpus, out, random_models, *common, "partition=1"))
     assert manifest is not None and manifest["written"] == len(GOOD_LINES)
     assert all((out / ".state" / name).stat().st_mtime_ns == stamp for name, stamp in finished.items())
     with pytest.raises(DatasetExistsError, match="another config"):
         shutil.rmtree(out / "train")
         (out / "manifest.json").unlink()
-        prepare(prepare_config(corpus, out, random_models, *common, "partition=0", "audio.min_seconds=0.1"))
+        prepare(make_prepare_config(corpus, out, random_models, *common, "partition=0", "audio.min_seconds=0.1"))
 
 
 def test_folder_and_ljspeech_inputs(tmp_path):
@@ -149,11 +150,11 @@ def test_folder_and_ljspeech_inputs(tmp_path):
     assert utterances[0].audio_path.endswith("wavs/LJ001.wav") and skips[0].reason == "malformed_line"
 
 
-def test_parallel_workers_write_the_same_samples(tmp_path, random_models):
+def test_parallel_workers_write_the_same_samples(tmp_path, random_models, make_prepare_config):
     corpus, _ = write_bad_corpus(tmp_path / "corpus")
     common = [*STRICT, "shards.utterances_per_chunk=2"]
-    serial = prepare(prepare_config(corpus, tmp_path / "serial", random_models, *common))
-    parallel = prepare(prepare_config(corpus, tmp_path / "parallel", random_models, *common, "num_workers=2"))
+    serial = prepare(make_prepare_config(corpus, tmp_path / "serial", random_models, *common))
+    parallel = prepare(make_prepare_config(corpus, tmp_path / "parallel", random_models, *common, "num_workers=2"))
     assert serial["written"] == parallel["written"] == len(GOOD_LINES)
     for name in ("train.index.jsonl", "skipped.jsonl"):
         assert (tmp_path / "serial" / name).read_text() == (tmp_path / "parallel" / name).read_text()
@@ -162,11 +163,11 @@ def test_parallel_workers_write_the_same_samples(tmp_path, random_models):
         assert torch.equal(sample["ssl"], by_key[sample["key"]]["ssl"])
 
 
-def test_post_command_runs_on_every_finished_shard(tmp_path, random_models):
+def test_post_command_runs_on_every_finished_shard(tmp_path, random_models, make_prepare_config):
     corpus, _ = write_bad_corpus(tmp_path / "corpus")
     copies = tmp_path / "uploaded"
     command = f"mkdir -p {copies}/$(dirname {{shard}}) && cp {{path}} {copies}/{{shard}}"
-    manifest = prepare(prepare_config(corpus, tmp_path / "out", random_models, *STRICT,
+    manifest = prepare(make_prepare_config(corpus, tmp_path / "out", random_models, *STRICT,
                                       "shards.utterances_per_chunk=2", f"shards.post_command='{command}'"))
     shards = manifest["splits"]["train"]["shards"]
     assert len(shards) == 2

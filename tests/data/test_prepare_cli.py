@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from tests.data.conftest import REPO_ROOT
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_cli_reports_an_unusable_corpus_without_a_traceback(tmp_path, random_models):
