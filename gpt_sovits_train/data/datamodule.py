@@ -122,11 +122,27 @@ class PlannedShardDataset(IterableDataset):
 class PlannedLoader(DataLoader):
     """DataLoader that positions its dataset (epoch, rank, skip) in the main process before each epoch."""
 
-    def __init__(self, dataset: PlannedShardDataset, position: Callable[[bool], tuple[int, int, int, int]], **kwargs):
+    def __init__(
+        self,
+        dataset: PlannedShardDataset,
+        position: Callable[[bool], tuple[int, int, int, int]],
+        resume: Callable[[dict[str, Any]], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(dataset, batch_size=None, **kwargs)
         self.position = position
+        self.resume = resume
         self.epoch = 0
         self.consumed = 0
+
+    # Lightning treats a loader with these two methods as resumable and stops warning about mid-epoch resume;
+    # both go through the DataModule, so restoring via the loader and via the DataModule is the same thing.
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batches_consumed": self.consumed}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if self.resume is not None:
+            self.resume(state_dict)
 
     def __iter__(self) -> Iterator[Any]:
         epoch, rank, world_size, skip = self.position(False)
@@ -218,13 +234,17 @@ class ShardDataModule(pl.LightningDataModule):
                                    batching, self.seed)
 
     def _loader(
-        self, dataset: PlannedShardDataset, position: Callable[[bool], tuple[int, int, int, int]]
+        self,
+        dataset: PlannedShardDataset,
+        position: Callable[[bool], tuple[int, int, int, int]],
+        resume: Callable[[dict[str, Any]], None] | None = None,
     ) -> PlannedLoader:
-        return PlannedLoader(dataset, position, num_workers=self.num_workers, pin_memory=self.pin_memory,
+        return PlannedLoader(dataset, position, resume, num_workers=self.num_workers, pin_memory=self.pin_memory,
                              persistent_workers=False)
 
     def train_dataloader(self) -> PlannedLoader:
-        self._train_loader = self._loader(self._dataset("train", self.batching), self._train_position)
+        dataset = self._dataset("train", self.batching)
+        self._train_loader = self._loader(dataset, self._train_position, self.load_state_dict)
         return self._train_loader
 
     def val_dataloader(self) -> PlannedLoader:
@@ -235,7 +255,7 @@ class ShardDataModule(pl.LightningDataModule):
         loader = self._train_loader
         if loader is None:
             return {"epoch": self._epoch, "batches_consumed": 0}
-        return {"epoch": loader.epoch, "batches_consumed": loader.consumed}
+        return loader.state_dict()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Resume inside an epoch: the next pass over that epoch skips ``batches_consumed`` batches."""

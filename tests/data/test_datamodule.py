@@ -137,9 +137,11 @@ class KeyRecorder(pl.LightningModule):
         super().__init__()
         self.weight = torch.nn.Parameter(torch.zeros(1))
         self.seen: dict[int, list[str]] = {}
+        self.batches: list[list[str]] = []
 
     def training_step(self, batch, batch_idx):
         self.seen.setdefault(self.current_epoch, []).extend(batch["keys"])
+        self.batches.append(batch["keys"])
         return (self.weight * batch["ssl"].mean()).sum()
 
     def configure_optimizers(self):
@@ -163,3 +165,27 @@ def test_shards_stream_through_a_pipe_url(demo_shards):
     piped = SoVITSDataModule(str(demo_shards), batching=SMALL, num_workers=0, seed=4,
                              shard_url_template="pipe:cat {root}/{shard}")
     assert epoch_keys(piped) == epoch_keys(local)
+
+
+def quiet_trainer(**kwargs) -> pl.Trainer:
+    return pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                      num_sanity_val_steps=0, limit_val_batches=0, **kwargs)
+
+
+def test_mid_epoch_checkpoint_resumes_at_the_exact_next_batch(demo_shards, tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    uninterrupted = KeyRecorder()
+    quiet_trainer(max_epochs=2, enable_checkpointing=False).fit(
+        uninterrupted, datamodule=SoVITSDataModule(str(demo_shards), batching=SMALL, num_workers=0))
+    per_epoch = len(uninterrupted.batches) // 2
+    stop_at = per_epoch + 1  # one batch into the second epoch
+    saver = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=1, save_top_k=-1, filename="{step}")
+    interrupted = KeyRecorder()
+    quiet_trainer(max_epochs=2, max_steps=stop_at, callbacks=[saver]).fit(
+        interrupted, datamodule=SoVITSDataModule(str(demo_shards), batching=SMALL, num_workers=0))
+    resumed = KeyRecorder()
+    quiet_trainer(max_epochs=2, enable_checkpointing=False).fit(
+        resumed, datamodule=SoVITSDataModule(str(demo_shards), batching=SMALL, num_workers=2),
+        ckpt_path=tmp_path / f"step={stop_at}.ckpt")
+    assert interrupted.batches + resumed.batches == uninterrupted.batches
