@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from gpt_sovits_train.data.batching import BatchingConfig, Record, plan_epoch
 from gpt_sovits_train.data.collate import collate_gpt, collate_sovits
 from gpt_sovits_train.data.schema import decode_sample
+
+log = logging.getLogger(__name__)
 
 
 def load_index(dataset_dir: str | Path, split: str) -> tuple[dict[str, Any], list[Record]]:
@@ -243,6 +246,12 @@ class ShardDataModule(pl.LightningDataModule):
                              persistent_workers=False)
 
     def train_dataloader(self) -> PlannedLoader:
+        trainer = self.trainer
+        if trainer is not None and trainer.reload_dataloaders_every_n_epochs != 1:
+            # Dynamic batching gives each epoch its own batch count; Lightning reads len() only when it
+            # (re)loads the loader, and would cut an epoch with more batches short. Reloading is cheap here.
+            log.info("setting trainer.reload_dataloaders_every_n_epochs=1 so every epoch's batch count is exact")
+            trainer.reload_dataloaders_every_n_epochs = 1
         dataset = self._dataset("train", self.batching)
         self._train_loader = self._loader(dataset, self._train_position, self.load_state_dict)
         return self._train_loader

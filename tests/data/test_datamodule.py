@@ -153,8 +153,9 @@ def test_lightning_trainer_sees_every_sample_each_epoch_in_a_new_order(demo_shar
     model = KeyRecorder()
     trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                         limit_val_batches=0, reload_dataloaders_every_n_epochs=1)
+                         limit_val_batches=0)
     trainer.fit(model, datamodule=module)
+    assert trainer.reload_dataloaders_every_n_epochs == 1  # per-epoch batch counts differ with dynamic batching
     expected = sorted(train_keys(demo_shards))
     assert sorted(model.seen[0]) == expected and sorted(model.seen[1]) == expected
     assert model.seen[0] != model.seen[1]
