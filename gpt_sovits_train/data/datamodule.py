@@ -137,10 +137,14 @@ class PlannedLoader(DataLoader):
         self.resume = resume
         self.epoch = 0
         self.consumed = 0
+        self.started = False
 
     # Lightning treats a loader with these two methods as resumable and stops warning about mid-epoch resume;
     # both go through the DataModule, so restoring via the loader and via the DataModule is the same thing.
     def state_dict(self) -> dict[str, int]:
+        if not self.started:  # saved before this loader's first batch: where it would start
+            epoch, _, _, skip = self.position(True)
+            return {"epoch": epoch, "batches_consumed": skip}
         return {"epoch": self.epoch, "batches_consumed": self.consumed}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -150,7 +154,7 @@ class PlannedLoader(DataLoader):
     def __iter__(self) -> Iterator[Any]:
         epoch, rank, world_size, skip = self.position(False)
         self.dataset.set_position(epoch, rank, world_size, skip)
-        self.epoch, self.consumed = epoch, skip
+        self.epoch, self.consumed, self.started = epoch, skip, True
         for batch in super().__iter__():
             self.consumed += 1
             yield batch
