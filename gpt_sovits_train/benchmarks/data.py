@@ -7,6 +7,8 @@ whose cost is dominated by the 12-layer HuBERT and 24-layer BERT).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import tempfile
 import time
 from pathlib import Path
@@ -45,7 +47,8 @@ def _prepare(folder: Path, count: int | None, with_text_features: bool) -> tuple
         overrides += ["features.bert=null", "features.speaker=null"]
     cfg = compose_config(overrides)
     start = time.perf_counter()
-    manifest = prepare(cfg)
+    with contextlib.redirect_stdout(io.StringIO()):  # keep the bench's stdout pure JSON (prepare prints a summary)
+        manifest = prepare(cfg)
     return folder / "shards", manifest, time.perf_counter() - start
 
 
