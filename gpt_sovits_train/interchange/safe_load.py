@@ -1,0 +1,183 @@
+"""Load checkpoints without ever executing code hidden in a pickle.
+
+A ``.ckpt``/``.pth`` file is a pickle, and unpickling an untrusted pickle can run arbitrary code. Every checkpoint
+this package reads therefore goes through :func:`load_checkpoint`, which either reads safetensors (no code at all)
+or calls ``torch.load(weights_only=True)``. The one non-tensor class that official GPT-SoVITS files need is the
+``utils.HParams`` object stored as the SoVITS ``config``; it is mapped onto :class:`V2HParams`, a plain attribute bag
+that never runs user code, through torch's allow-list. Anything else in the pickle makes the load fail with
+:class:`UnsafeCheckpointError` instead of being executed.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file as load_safetensors
+
+# v2Pro/ProPlus and v3/v4 LoRA SoVITS files overwrite the zip magic "PK" with a 2-byte version tag.
+VERSION_HEADERS: dict[bytes, str] = {
+    b"00": "v1",
+    b"01": "v2",
+    b"02": "v3",
+    b"03": "v3-lora",
+    b"04": "v4-lora",
+    b"05": "v2Pro",
+    b"06": "v2ProPlus",
+}
+ZIP_MAGIC = b"PK"
+HPARAMS_PICKLE_NAME = "utils.HParams"
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """The checkpoint holds pickled objects other than tensors and plain containers; it was not executed."""
+
+
+class CheckpointReadError(RuntimeError):
+    """The file is not a readable checkpoint (truncated, corrupt or not a torch/safetensors file)."""
+
+
+class V2HParams:
+    """Stand-in for GPT-SoVITS' ``utils.HParams``: nested attribute bag supporting ``obj.key`` and ``obj["key"]``.
+
+    Unpickling fills ``__dict__`` directly (the original class has no ``__setstate__``), so loading one never calls
+    anything but ``object.__new__``. Pickling one writes the global name ``utils.HParams`` (see
+    :func:`save_with_v2_hparams`) so the official loader rebuilds its own class from our files.
+    """
+
+    def __init__(self, **values: Any) -> None:
+        for key, value in values.items():
+            self.__dict__[key] = V2HParams(**value) if isinstance(value, Mapping) else value
+
+    def __getitem__(self, key: str) -> Any:
+        return self.__dict__[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.__dict__[key] = value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.__dict__
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.__dict__)
+
+    def __len__(self) -> int:
+        return len(self.__dict__)
+
+    def keys(self):
+        return self.__dict__.keys()
+
+    def items(self):
+        return self.__dict__.items()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Recursively convert to plain dicts (what the rest of the package works with)."""
+        return {k: v.to_dict() if isinstance(v, V2HParams) else v for k, v in self.__dict__.items()}
+
+    def __repr__(self) -> str:
+        return f"V2HParams({self.to_dict()!r})"
+
+
+def read_version_header(path: str | Path) -> str | None:
+    """Return the GPT-SoVITS version tag stored in the first two bytes, or ``None`` for a plain zip/other file."""
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    return VERSION_HEADERS.get(head)
+
+
+def _torch_bytes(path: Path) -> bytes:
+    raw = path.read_bytes()
+    if len(raw) < 4:
+        raise CheckpointReadError(f"{path} is only {len(raw)} bytes long; the file is truncated or empty")
+    if raw[:2] in VERSION_HEADERS:
+        # Restore the zip magic the official writer overwrote, exactly as its reader does.
+        raw = ZIP_MAGIC + raw[2:]
+    return raw
+
+
+def _unsupported_reason(error: Exception) -> str:
+    """Pick torch's line naming the refused global out of its long multi-paragraph message."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines:
+        if "Unsupported" in line or "GLOBAL" in line:
+            return line
+    return lines[0] if lines else type(error).__name__
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint safely: safetensors directly, torch pickles with ``weights_only=True``.
+
+    SoVITS ``HParams`` configs come back as :class:`V2HParams`; call :func:`plain` to turn them into dicts.
+    Raises :class:`UnsafeCheckpointError` when the pickle references anything outside torch's allow-list.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.suffix == ".safetensors":
+        try:
+            return dict(load_safetensors(str(path), device=str(map_location)))
+        except Exception as error:  # safetensors raises its own SafetensorError type
+            raise CheckpointReadError(f"{path} is not a valid safetensors file: {error}") from error
+    buffer = io.BytesIO(_torch_bytes(path))
+    try:
+        with torch.serialization.safe_globals([(V2HParams, HPARAMS_PICKLE_NAME)]):
+            loaded = torch.load(buffer, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise UnsafeCheckpointError(
+            f"refused to load {path}: it contains pickled Python objects that are not plain weights "
+            f"({_unsupported_reason(error)}). Loading it could execute code. If you trust its origin, convert it "
+            "to safetensors in an isolated environment and load that instead."
+        ) from error
+    except (RuntimeError, EOFError, ValueError, KeyError) as error:
+        raise CheckpointReadError(
+            f"cannot read {path} as a torch checkpoint ({error}); the file is corrupt, truncated or not a checkpoint"
+        ) from error
+    if not isinstance(loaded, Mapping):
+        raise CheckpointReadError(f"{path} holds a {type(loaded).__name__}, expected a dict of weights/config")
+    return dict(loaded)
+
+
+def plain(value: Any) -> Any:
+    """Turn :class:`V2HParams` (possibly nested in dicts) into plain dicts; other values pass through."""
+    if isinstance(value, V2HParams):
+        return value.to_dict()
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+class _V2Pickler(pickle._Pickler):  # the pure-Python pickler lets us rename one global
+    """Pickler that writes :class:`V2HParams` under the name ``utils.HParams`` the official loader expects."""
+
+    def save_global(self, obj: Any, name: str | None = None) -> None:
+        if obj is V2HParams:
+            module, qualname = HPARAMS_PICKLE_NAME.split(".")
+            self.write(pickle.GLOBAL + f"{module}\n{qualname}\n".encode())
+            self.memoize(obj)
+            return
+        super().save_global(obj, name)
+
+
+class _V2PickleModule:
+    """Duck-typed ``pickle_module`` for :func:`torch.save` (it only needs ``Pickler``)."""
+
+    Pickler = _V2Pickler
+    Unpickler = pickle.Unpickler
+    __name__ = "pickle"
+
+
+def save_with_v2_hparams(obj: Mapping[str, Any], path: str | Path, version_header: bytes | None = None) -> None:
+    """``torch.save`` in the zip format, naming :class:`V2HParams` ``utils.HParams``; optionally stamp a 2-byte tag."""
+    buffer = io.BytesIO()
+    torch.save(dict(obj), buffer, pickle_module=_V2PickleModule, pickle_protocol=2)
+    data = buffer.getvalue()
+    if version_header is not None:
+        if version_header not in VERSION_HEADERS:
+            raise ValueError(f"unknown version header {version_header!r}; known: {sorted(VERSION_HEADERS)}")
+        data = version_header + data[2:]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_bytes(data)
