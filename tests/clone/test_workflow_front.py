@@ -53,3 +53,25 @@ def test_missing_inputs_is_a_clear_error(tmp_path: Path) -> None:
     cfg = compose_config("clone", ["voice_name=x", f"paths.output_dir={tmp_path}"])
     with pytest.raises(ValueError, match="inputs="):
         CloneWorkflow(cfg)
+
+
+def test_gst_clone_cli_runs_the_front_half(tmp_path: Path, raw_recording) -> None:
+    pytest.importorskip("pocketsphinx")
+    import os
+    import subprocess
+    import sys
+
+    recording, _ = raw_recording
+    work = tmp_path / "cli_voice"
+    command = [
+        sys.executable, "-m", "gpt_sovits_train.cli.clone", "voice_name=cli", f"inputs=[{recording}]",
+        f"work_dir={work}", "clone/asr=pocketsphinx", f"hydra.run.dir={tmp_path / 'run'}",
+        "skip=[prepare,train_sovits,train_gpt,bundle,sample]",
+    ]
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "reference:" in proc.stdout and "steps: slice=ran" in proc.stdout
+    summary = json.loads((work / "summary.json").read_text())
+    assert summary["data"]["kept_segments"] >= 1 and (work / "transcripts.list").is_file()
