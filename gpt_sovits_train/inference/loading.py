@@ -1,0 +1,58 @@
+"""Put weights from any supported file into a network built from config.
+
+Accepted files: our Lightning checkpoints (``state_dict`` with the ``net.`` attribute prefix), exported
+``.safetensors``, and official GPT-SoVITS v2 ``.ckpt``/``.pth`` files. All go through the safe loader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from gpt_sovits_train.interchange.gpt_sovits_v2 import (
+    GPT_PREFIX,
+    POSTERIOR_ENCODER_PREFIX,
+    V2FormatError,
+    load_weights_strict,
+    read_gpt_v2,
+    read_sovits_v2,
+)
+from gpt_sovits_train.interchange.safe_load import load_checkpoint
+
+LIGHTNING_NET_PREFIX = "net."
+
+
+def strip_prefix(weights: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """Keys under ``prefix`` with it removed (others dropped): a LightningModule's ``net.*`` → the network's keys."""
+    return {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+
+
+def network_weights(path: str | Path, kind: str) -> dict[str, torch.Tensor]:
+    """Read the network weights (our key names) for ``kind`` "gpt" or "sovits" from any supported file."""
+    if kind not in ("gpt", "sovits"):
+        raise ValueError(f"kind must be 'gpt' or 'sovits', got {kind!r}")
+    path = Path(path)
+    raw = load_checkpoint(path)
+    if "weight" in raw:  # official v2 file
+        return (read_gpt_v2(path) if kind == "gpt" else read_sovits_v2(path)).weights
+    if "state_dict" in raw:  # our Lightning checkpoint, or an official s1 training checkpoint
+        state = raw["state_dict"]
+        for prefix in (LIGHTNING_NET_PREFIX, GPT_PREFIX):
+            found = strip_prefix(state, prefix)
+            if found:
+                return found
+        raise V2FormatError(f"{path}: state_dict has no '{LIGHTNING_NET_PREFIX}' keys; is it a {kind} checkpoint?")
+    if all(isinstance(v, torch.Tensor) for v in raw.values()):  # safetensors / plain state dict
+        return {k: v for k, v in raw.items()}
+    raise V2FormatError(f"{path}: unrecognised checkpoint layout (top-level keys {sorted(raw)[:8]})")
+
+
+def load_network(network: nn.Module, path: str | Path, kind: str) -> nn.Module:
+    """Load ``path`` into ``network`` (strict, readable errors) and switch it to eval mode."""
+    weights = network_weights(path, kind)
+    ignore = (POSTERIOR_ENCODER_PREFIX,) if kind == "sovits" else ()
+    load_weights_strict(network, weights, ignore_prefixes=ignore)
+    return network.eval()

@@ -1,0 +1,290 @@
+"""End-to-end synthesis: text + reference clip → 32 kHz speech in the reference voice.
+
+Pipeline (the v2 inference recipe):
+
+1. **reference**: the 3–10 s clip at 16 kHz (+0.3 s of silence, as v2 does) → HuBERT → SoVITS ``extract_latent``
+   = the semantic *prompt*; the same clip at 32 kHz → linear spectrogram = the timbre reference for decoding.
+2. **frontend**: reference transcript and target text → v2 phone ids (+ BERT features for Chinese runs, zeros
+   otherwise); the target is split into sentences so the GPT sees short sequences.
+3. **gpt**: for each sentence, autoregressive semantic tokens continuing the prompt (KV-cache sampling).
+4. **sovits**: tokens + sentence phones + reference spectrogram → waveform.
+5. sentences are joined with short pauses and written with the AI-generated notice in the file metadata.
+
+Without a reference transcript the prompt is left out ("reference-free" mode): the voice then comes only from the
+spectrogram reference, which is weaker but needs no transcript.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from gpt_sovits_train.audio.io import load_mono, resample
+from gpt_sovits_train.audio.spectrogram import linear_spectrogram
+from gpt_sovits_train.inference.ai_metadata import AIMetadata, write_audio_with_ai_metadata
+from gpt_sovits_train.text.frontend import Phonemized, phonemize, split_sentences
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 32000
+SSL_RATE = 16000
+BERT_DIM = 1024
+REFERENCE_SECONDS = (3.0, 10.0)
+PROMPT_SILENCE_SECONDS = 0.3
+SEMANTIC_HZ = 25
+
+
+class SoVITSNetwork(Protocol):
+    """What the synthesizer needs from the SoVITS generator (``docs/design.md``, Networks)."""
+
+    def extract_latent(self, ssl: torch.Tensor) -> torch.Tensor: ...
+
+    def decode(
+        self, codes: torch.Tensor, text: torch.Tensor, refer_spec: torch.Tensor, noise_scale: float, speed: float
+    ) -> torch.Tensor: ...
+
+
+@dataclass
+class SamplingSettings:
+    """GPT sampling and SoVITS decoding knobs; defaults are the v2 web UI's."""
+
+    top_k: int = 15
+    top_p: float = 1.0
+    temperature: float = 1.0
+    repetition_penalty: float = 1.35
+    speed: float = 1.0
+    noise_scale: float = 0.5
+    max_seconds: float = 54.0
+    pause_seconds: float = 0.3
+    max_sentence_chars: int = 100
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1 or not 0 < self.top_p <= 1 or self.temperature <= 0 or self.repetition_penalty <= 0:
+            raise ValueError(
+                f"invalid sampling settings top_k={self.top_k} top_p={self.top_p} temperature={self.temperature} "
+                f"repetition_penalty={self.repetition_penalty}: need top_k>=1, 0<top_p<=1, temperature>0, penalty>0"
+            )
+        if not 0.25 <= self.speed <= 4.0:
+            raise ValueError(f"speed {self.speed} is outside 0.25–4.0")
+
+
+@dataclass
+class Reference:
+    """The voice to clone: a short clip, optionally its transcript, and longer audio for the speaker embedding."""
+
+    audio: str | Path
+    text: str | None = None
+    language: str = "auto"
+    speaker_audio: str | Path | None = None
+
+
+@dataclass
+class PreparedReference:
+    """Everything derived from the reference once and reused for every sentence."""
+
+    prompt_semantic: torch.Tensor | None  # [1, S] or None in reference-free mode
+    prompt_phones: list[int]
+    prompt_bert: torch.Tensor  # [1024, P_prompt]
+    refer_spec: torch.Tensor  # [1, 1025, T]
+    speaker_embedding: torch.Tensor | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class SynthesisResult:
+    """Audio plus how long each stage took; ``rtf`` = compute seconds / audio seconds."""
+
+    wav: torch.Tensor  # float32 [N] at sample_rate
+    sample_rate: int
+    sentences: list[str]
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    semantic_tokens: list[torch.Tensor] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def duration(self) -> float:
+        return self.wav.numel() / self.sample_rate
+
+    @property
+    def rtf(self) -> float:
+        return sum(self.stage_seconds.values()) / max(self.duration, 1e-9)
+
+    def stage_rtf(self) -> dict[str, float]:
+        return {name: seconds / max(self.duration, 1e-9) for name, seconds in self.stage_seconds.items()}
+
+    def report(self) -> str:
+        stages = " ".join(f"{k}={v:.3f}" for k, v in self.stage_rtf().items())
+        return f"audio {self.duration:.2f} s, RTF {self.rtf:.3f} ({stages})"
+
+
+GenerateFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None, SamplingSettings], torch.Tensor]
+
+
+class _StageTimer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str):
+        timer = self
+
+        class _Span:
+            def __enter__(self):
+                self.start = time.perf_counter()
+
+            def __exit__(self, *exc: Any) -> None:
+                timer.seconds[name] = timer.seconds.get(name, 0.0) + time.perf_counter() - self.start
+
+        return _Span()
+
+
+class Synthesizer:
+    """Python API: ``Synthesizer(...).synthesize(text, language, reference)``.
+
+    ``generate`` runs the GPT stage: ``(phone_ids [1,P], bert [1,1024,P], prompt [1,S] | None, settings) ->
+    new tokens [N]``; :func:`gpt_generate_fn` builds it from our GPT network. Feature extractors are the
+    ``gpt_sovits_train.features`` classes (or anything with the same call signature).
+    """
+
+    def __init__(
+        self,
+        generate: GenerateFn,
+        sovits: SoVITSNetwork,
+        ssl_extractor: Callable[[torch.Tensor], torch.Tensor],
+        bert_extractor: Callable[[str, list[int]], torch.Tensor] | None = None,
+        speaker_encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        model_name: str = "gpt_sovits_train voice",
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.generate = generate
+        self.sovits = sovits
+        self.ssl_extractor = ssl_extractor
+        self.bert_extractor = bert_extractor
+        self.speaker_encoder = speaker_encoder
+        self.model_name = model_name
+        self.device = torch.device(device)
+
+    # -- text ---------------------------------------------------------------------------------------------------
+    def _bert_for(self, phonemized: Phonemized) -> torch.Tensor:
+        """BERT features at phone rate: the Chinese extractor for ``zh`` runs, zeros elsewhere (as v2 does)."""
+        parts = []
+        for run in phonemized.runs:
+            if run.language == "zh" and self.bert_extractor is not None and run.word2ph:
+                parts.append(self.bert_extractor(run.norm_text, list(run.word2ph)).float())
+            else:
+                parts.append(torch.zeros(BERT_DIM, len(run.ids)))
+        return torch.cat(parts, dim=1) if parts else torch.zeros(BERT_DIM, 0)
+
+    def _phones(self, text: str, language: str) -> tuple[list[int], torch.Tensor]:
+        phonemized = phonemize(text, language)
+        if not phonemized.ids:
+            raise ValueError(f"no pronounceable text in {text!r}; check the text and its language ({language!r})")
+        return list(phonemized.ids), self._bert_for(phonemized)
+
+    # -- reference ----------------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def prepare_reference(self, reference: Reference, check_duration: bool = True) -> PreparedReference:
+        """Turn the reference clip (and transcript) into the prompt tokens, phones and timbre spectrogram."""
+        wav32 = load_mono(reference.audio, SAMPLE_RATE)
+        seconds = wav32.numel() / SAMPLE_RATE
+        low, high = REFERENCE_SECONDS
+        if check_duration and not low <= seconds <= high:
+            raise ValueError(f"reference clip {reference.audio} is {seconds:.1f} s; use a {low:g}–{high:g} s clip")
+        peak = float(wav32.abs().max())
+        if peak > 1.0:
+            wav32 = wav32 / peak
+        refer_spec = linear_spectrogram(wav32.unsqueeze(0)).to(self.device)
+        prompt_semantic, phones, bert = None, [], torch.zeros(BERT_DIM, 0)
+        if reference.text:
+            wav16 = resample(wav32, SAMPLE_RATE, SSL_RATE)
+            wav16 = torch.cat([wav16, torch.zeros(int(SSL_RATE * PROMPT_SILENCE_SECONDS))])
+            ssl = self.ssl_extractor(wav16).unsqueeze(0).to(self.device)  # [1, 768, T]
+            codes = self.sovits.extract_latent(ssl)  # [1, 1, T/2]
+            prompt_semantic = codes[0, 0].unsqueeze(0).long()
+            phones, bert = self._phones(reference.text, reference.language)
+        embedding = None
+        if self.speaker_encoder is not None:
+            source = load_mono(reference.speaker_audio, SSL_RATE) if reference.speaker_audio else None
+            embedding = self.speaker_encoder(source if source is not None else resample(wav32, SAMPLE_RATE, SSL_RATE))
+        return PreparedReference(prompt_semantic, phones, bert, refer_spec, embedding, seconds)
+
+    # -- synthesis ----------------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _sentence(
+        self, sentence: str, language: str, ref: PreparedReference, settings: SamplingSettings, timer: _StageTimer
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        with timer("frontend"):
+            phones, bert = self._phones(sentence, language)
+        with timer("gpt"):
+            all_phones = torch.tensor([ref.prompt_phones + phones], dtype=torch.long, device=self.device)
+            all_bert = torch.cat([ref.prompt_bert, bert], dim=1).unsqueeze(0).to(self.device)
+            prompt = ref.prompt_semantic.to(self.device) if ref.prompt_semantic is not None else None
+            tokens = self.generate(all_phones, all_bert, prompt, settings).reshape(-1)
+        if tokens.numel() == 0:
+            raise RuntimeError(f"the GPT stage produced no tokens for {sentence!r}; try another seed or top_k")
+        with timer("sovits"):
+            text = torch.tensor([phones], dtype=torch.long, device=self.device)
+            wav = self.sovits.decode(
+                tokens.view(1, 1, -1), text, ref.refer_spec, noise_scale=settings.noise_scale, speed=settings.speed
+            )
+            wav = wav.reshape(-1).float().cpu()
+            peak = float(wav.abs().max()) if wav.numel() else 0.0
+            if peak > 1.0:
+                wav = wav / peak
+        return wav, tokens.cpu()
+
+    def iter_sentences(
+        self, text: str, language: str, reference: Reference | PreparedReference, settings: SamplingSettings
+    ) -> Iterator[tuple[str, torch.Tensor, torch.Tensor, dict[str, float]]]:
+        """Yield ``(sentence, wav, tokens, stage_seconds)`` one sentence at a time (sentence-level streaming)."""
+        if settings.seed is not None:
+            torch.manual_seed(settings.seed)
+        timer = _StageTimer()
+        if isinstance(reference, Reference):
+            with timer("reference"):
+                reference = self.prepare_reference(reference)
+        sentences = [s for s in split_sentences(text, settings.max_sentence_chars) if s.strip()]
+        if not sentences:
+            raise ValueError("the text to synthesize is empty")
+        before: dict[str, float] = {}  # the first sentence also carries the reference preparation time
+        for sentence in sentences:
+            wav, tokens = self._sentence(sentence, language, reference, settings, timer)
+            spent = {k: v - before.get(k, 0.0) for k, v in timer.seconds.items()}
+            before = dict(timer.seconds)
+            yield sentence, wav, tokens, spent
+
+    def synthesize(
+        self,
+        text: str,
+        language: str,
+        reference: Reference | PreparedReference,
+        settings: SamplingSettings | None = None,
+        output: str | Path | None = None,
+    ) -> SynthesisResult:
+        """Synthesize ``text``; with ``output`` also write the file (format from its suffix) with AI metadata."""
+        settings = settings or SamplingSettings()
+        pause = torch.zeros(int(SAMPLE_RATE * settings.pause_seconds))
+        pieces, tokens, sentences, stages = [], [], [], {}
+        for sentence, wav, sentence_tokens, spent in self.iter_sentences(text, language, reference, settings):
+            pieces += [wav, pause]
+            tokens.append(sentence_tokens)
+            sentences.append(sentence)
+            for name, seconds in spent.items():
+                stages[name] = stages.get(name, 0.0) + seconds
+        result = SynthesisResult(torch.cat(pieces), SAMPLE_RATE, sentences, stages, tokens)
+        meta = AIMetadata(model=self.model_name)
+        result.metadata = meta.as_fields()
+        if output is not None:
+            start = time.perf_counter()
+            write_audio_with_ai_metadata(output, result.wav, SAMPLE_RATE, meta)
+            result.stage_seconds["write"] = time.perf_counter() - start
+            result.path = Path(output)
+        log.info("%s", result.report())
+        return result
