@@ -181,9 +181,13 @@ def load_weights_strict(network: nn.Module, weights: Mapping[str, torch.Tensor],
     own = network.state_dict()
     missing = [k for k in own if k not in weights and not k.startswith(ignore_prefixes)]
     unexpected = [k for k in weights if k not in own]
-    shapes = [f"{k}: file {tuple(weights[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in weights and tuple(weights[k].shape) != tuple(own[k].shape)]
+    shapes = [
+        f"{k}: file {tuple(weights[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in weights and tuple(weights[k].shape) != tuple(own[k].shape)
+    ]
     if missing or unexpected or shapes:
+
         def head(items: list[str]) -> str:
             return ", ".join(items[:6]) + (f" … (+{len(items) - 6})" if len(items) > 6 else "")
 
@@ -201,3 +205,53 @@ def check_readable(path: str | Path) -> None:
     raw = load_checkpoint(path)
     if "weight" not in raw and "state_dict" not in raw and "model" not in raw:
         raise CheckpointReadError(f"{path}: no weights found (top-level keys {sorted(raw)[:8]})")
+
+
+def gpt_v2_config(weights: Mapping[str, torch.Tensor], heads: int, max_sec: int = 54) -> dict[str, Any]:
+    """The s1 YAML dict a v2 GPT file carries, with sizes read off the weights (heads cannot be, so it is given)."""
+    hidden = int(weights["ar_text_embedding.word_embeddings.weight"].shape[1])
+    layers = {int(k.split(".")[2]) for k in weights if k.startswith("h.layers.")}
+    if hidden % heads:
+        raise ValueError(f"hidden size {hidden} is not divisible by heads={heads}")
+    return {
+        "train": {"seed": 1234, "if_dpo": False},
+        "data": {"max_sec": int(max_sec), "pad_val": 1024},
+        "model": {
+            "vocab_size": int(weights["ar_audio_embedding.word_embeddings.weight"].shape[0]),
+            "phoneme_vocab_size": int(weights[GPT_TEXT_EMBEDDING].shape[0]),
+            "embedding_dim": hidden,
+            "hidden_dim": hidden,
+            "head": int(heads),
+            "linear_units": 4 * hidden,
+            "n_layer": len(layers),
+            "dropout": 0,
+            "EOS": 1024,
+            "random_bert": 0,
+        },
+        "inference": {"top_k": 15},
+    }
+
+
+def sovits_v2_hparams(model: Mapping[str, Any], data: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The s2.json-shaped dict (train/data/model) for a v2 SoVITS file; ``model`` holds the generator kwargs."""
+    base_data = {
+        "max_wav_value": 32768.0,
+        "sampling_rate": 32000,
+        "filter_length": 2048,
+        "hop_length": 640,
+        "win_length": 2048,
+        "n_mel_channels": 128,
+        "mel_fmin": 0.0,
+        "mel_fmax": None,
+        "add_blank": True,
+        "n_speakers": 300,
+        "cleaned_text": True,
+    }
+    base_data.update(dict(data or {}))
+    model_cfg = {"semantic_frame_rate": "25hz", "freeze_quantizer": True, **dict(model), "version": "v2"}
+    return {
+        "train": {"segment_size": 20480, "c_mel": 45, "c_kl": 1.0, "fp16_run": False},
+        "data": base_data,
+        "model": model_cfg,
+        "version": "v2",
+    }

@@ -1,0 +1,76 @@
+"""``gst-export``: our checkpoints → GPT-SoVITS v2 files and/or safetensors + resolved config.
+
+The v2 files are what the official GPT-SoVITS web UI loads (``GPT_weights_v2/*.ckpt``, ``SoVITS_weights_v2/*.pth``);
+the safetensors pair is our own portable format (no pickle at all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from safetensors.torch import save_file
+
+from gpt_sovits_train.inference.loading import network_weights
+from gpt_sovits_train.interchange.gpt_sovits_v2 import (
+    POSTERIOR_ENCODER_PREFIX,
+    gpt_v2_config,
+    sovits_v2_hparams,
+    write_gpt_v2,
+    write_sovits_v2,
+)
+
+
+def export_safetensors(weights: Mapping, config: Mapping[str, Any], folder: str | Path, name: str) -> dict[str, Path]:
+    """Write ``<name>.safetensors`` and ``<name>.yaml`` (the resolved config) into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = folder / f"{name}.safetensors"
+    save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(tensors))
+    config_path = folder / f"{name}.yaml"
+    config_path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
+    return {"weights": tensors, "config": config_path}
+
+
+def export_models(
+    output_dir: str | Path,
+    name: str,
+    gpt_checkpoint: str | Path | None = None,
+    sovits_checkpoint: str | Path | None = None,
+    gpt_heads: int = 16,
+    max_sec: int = 54,
+    sovits_model: Mapping[str, Any] | None = None,
+    formats: tuple[str, ...] = ("v2", "safetensors"),
+    resolved_config: Mapping[str, Any] | None = None,
+    epoch: int = 0,
+    steps: int = 0,
+) -> dict[str, Path]:
+    """Export whichever checkpoints are given, in each requested format; returns the written paths."""
+    unknown = set(formats) - {"v2", "safetensors"}
+    if unknown:
+        raise ValueError(f"unknown export formats {sorted(unknown)}; use 'v2' and/or 'safetensors'")
+    if gpt_checkpoint is None and sovits_checkpoint is None:
+        raise ValueError("nothing to export: set gpt_checkpoint and/or sovits_checkpoint")
+    out = Path(output_dir)
+    written: dict[str, Path] = {}
+    if gpt_checkpoint is not None:
+        weights = network_weights(gpt_checkpoint, "gpt")
+        config = gpt_v2_config(weights, gpt_heads, max_sec)
+        if "v2" in formats:
+            written["gpt_v2"] = write_gpt_v2(weights, config, out / "GPT_weights_v2" / f"{name}-e{epoch}.ckpt", epoch)
+        if "safetensors" in formats:
+            full = {"v2_config": config, **dict(resolved_config or {})}
+            written["gpt_safetensors"] = export_safetensors(weights, full, out, f"{name}_gpt")["weights"]
+    if sovits_checkpoint is not None:
+        weights = network_weights(sovits_checkpoint, "sovits")
+        hparams = sovits_v2_hparams(sovits_model or {})
+        if "v2" in formats:
+            path = out / "SoVITS_weights_v2" / f"{name}_e{epoch}_s{steps}.pth"
+            written["sovits_v2"] = write_sovits_v2(weights, hparams, path, epoch, steps)
+        if "safetensors" in formats:
+            kept = {k: v for k, v in weights.items() if not k.startswith(POSTERIOR_ENCODER_PREFIX)}
+            full = {"v2_config": hparams, **dict(resolved_config or {})}
+            written["sovits_safetensors"] = export_safetensors(kept, full, out, f"{name}_sovits")["weights"]
+    return written

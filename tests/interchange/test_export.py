@@ -1,0 +1,83 @@
+"""Round trip: our Lightning checkpoint → gst-export (v2 files + safetensors) → our weights, identical tensors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from gpt_sovits_train.inference.loading import network_weights
+from gpt_sovits_train.interchange.gpt_sovits_v2 import gpt_v2_config, read_gpt_v2, read_sovits_v2
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _lightning_checkpoint(ref_dir: Path, name: str, path: Path) -> dict[str, torch.Tensor]:
+    """Our Lightning layout (network under ``net.``, float32) holding the tiny reference weights."""
+    weights = {
+        k[7:]: v.float() for k, v in load_file(str(ref_dir / f"{name}.safetensors")).items() if k.startswith("weight.")
+    }
+    torch.save({"state_dict": {f"net.{k}": v for k, v in weights.items()}, "epoch": 2, "global_step": 40}, path)
+    return weights
+
+
+def test_gpt_config_read_off_weights(ref_dir: Path) -> None:
+    weights = {k[7:]: v for k, v in load_file(str(ref_dir / "tiny_t2s.safetensors")).items() if k.startswith("weight.")}
+    expected = json.loads((ref_dir / "tiny_t2s.json").read_text())["config"]["model"]
+    assert gpt_v2_config(weights, heads=4)["model"] == expected
+
+
+def test_cli_export_round_trip(ref_dir: Path, tmp_path: Path) -> None:
+    gpt = _lightning_checkpoint(ref_dir, "tiny_t2s", tmp_path / "gpt.ckpt")
+    sovits = _lightning_checkpoint(ref_dir, "tiny_sovits", tmp_path / "sovits.ckpt")
+    tiny = json.loads((ref_dir / "tiny_sovits.json").read_text())["config"]["model"]
+    out = tmp_path / "exported"
+    overrides = [f"++sovits.model.{k}={json.dumps(v)}" for k, v in tiny.items() if k != "version"]
+    command = [
+        sys.executable,
+        "-m",
+        "gpt_sovits_train.cli.export",
+        f"gpt_checkpoint={tmp_path / 'gpt.ckpt'}",
+        f"sovits_checkpoint={tmp_path / 'sovits.ckpt'}",
+        f"output_dir={out}",
+        "name=tiny",
+        "epoch=2",
+        "steps=40",
+        "gpt.heads=4",
+        *overrides,
+    ]
+    run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+
+    gpt_back = read_gpt_v2(out / "GPT_weights_v2" / "tiny-e2.ckpt")
+    assert gpt_back.info == "GPT-e2" and gpt_back.config["model"]["head"] == 4
+    sovits_back = read_sovits_v2(out / "SoVITS_weights_v2" / "tiny_e2_s40.pth")
+    assert sovits_back.config["model"]["inter_channels"] == tiny["inter_channels"]
+    for original, back in (
+        (gpt, gpt_back.weights),
+        (sovits, sovits_back.weights),
+        (gpt, network_weights(out / "tiny_gpt.safetensors", "gpt")),
+        (sovits, network_weights(out / "tiny_sovits.safetensors", "sovits")),
+    ):
+        expected = {k: v for k, v in original.items() if not k.startswith("enc_q.")}
+        assert set(back) == set(expected)
+        for key, value in expected.items():
+            assert torch.equal(back[key], value), key
+    resolved = yaml.safe_load((out / "tiny_gpt.yaml").read_text())
+    assert resolved["name"] == "tiny" and resolved["v2_config"]["model"]["n_layer"] == 3
+
+
+def test_cli_reports_missing_inputs(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "gpt_sovits_train.cli.export", f"output_dir={tmp_path}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2 and "nothing to export" in run.stderr
