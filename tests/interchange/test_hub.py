@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from gpt_sovits_train.inference.ai_metadata import AI_NOTICE
 from gpt_sovits_train.interchange.hub import (
@@ -58,3 +61,33 @@ def test_real_publish_without_token_says_what_to_do(tmp_path: Path, monkeypatch)
     (tmp_path / "README.md").write_text("x")
     with pytest.raises(RuntimeError, match="set HF_TOKEN"):
         publish_folder(tmp_path, "user/voice", dry_run=False)
+
+
+def test_cli_dry_run(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    save_file({"bert_proj.weight": torch.ones(2, 2)}, str(tmp_path / "gpt.safetensors"))
+    save_file({"dec.conv_pre.weight": torch.ones(2, 2)}, str(tmp_path / "sovits.safetensors"))
+    manifest = _manifest(tmp_path)
+    out = tmp_path / "folder"
+    command = [
+        sys.executable,
+        "-m",
+        "gpt_sovits_train.cli.publish",
+        "repo_id=me/voice",
+        f"gpt_checkpoint={tmp_path / 'gpt.safetensors'}",
+        f"sovits_checkpoint={tmp_path / 'sovits.safetensors'}",
+        f"dataset_manifest={manifest}",
+        f"output_dir={out}",
+    ]
+    run = subprocess.run(
+        command,
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HF_TOKEN": "hf_do_not_print"},
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "hf_do_not_print" not in run.stdout + run.stderr
+    assert {p.name for p in out.iterdir()} >= {"gpt.safetensors", "sovits.safetensors", "config.yaml", "README.md"}
+    assert "| utterances | 2 |" in (out / "README.md").read_text()
