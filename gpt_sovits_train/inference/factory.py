@@ -1,0 +1,58 @@
+"""Build a ready :class:`Synthesizer` from a Hydra config (networks, weights, feature extractors)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch import nn
+
+from gpt_sovits_train.inference.loading import load_network
+from gpt_sovits_train.inference.synthesizer import SEMANTIC_HZ, GenerateFn, SamplingSettings, Synthesizer
+
+
+def gpt_generate_fn(gpt: nn.Module) -> GenerateFn:
+    """Adapt a v2-style GPT network to the synthesizer's ``generate`` signature.
+
+    Uses the network's KV-cache decoder with the v2 ``infer_panel`` contract: returns ``(y, idx)`` where ``y``
+    holds prompt + new tokens and the last ``idx`` of them are new (EOS not included).
+    """
+
+    def generate(
+        phones: torch.Tensor, bert: torch.Tensor, prompt: torch.Tensor | None, settings: SamplingSettings
+    ) -> torch.Tensor:
+        lengths = torch.tensor([phones.shape[1]], device=phones.device)
+        y, idx = gpt.infer_panel(
+            phones,
+            lengths,
+            prompt,
+            bert,
+            top_k=settings.top_k,
+            top_p=settings.top_p,
+            early_stop_num=int(SEMANTIC_HZ * settings.max_seconds),
+            temperature=settings.temperature,
+            repetition_penalty=settings.repetition_penalty,
+        )
+        idx = int(idx)
+        return y[0, y.shape[1] - idx :] if idx > 0 else y[0, :0]
+
+    return generate
+
+
+def build_synthesizer(cfg: DictConfig | dict[str, Any]) -> Synthesizer:
+    """Needs ``gpt.{net,checkpoint}``, ``sovits.{net,checkpoint}``, ``features.{ssl,bert,speaker}``, ``device``."""
+    device = torch.device(cfg["device"])
+    gpt = load_network(instantiate(cfg["gpt"]["net"]), cfg["gpt"]["checkpoint"], "gpt").to(device)
+    sovits = load_network(instantiate(cfg["sovits"]["net"]), cfg["sovits"]["checkpoint"], "sovits").to(device)
+    features = cfg["features"]
+    return Synthesizer(
+        generate=gpt_generate_fn(gpt),
+        sovits=sovits,
+        ssl_extractor=instantiate(features["ssl"]),
+        bert_extractor=instantiate(features["bert"]) if features.get("bert") else None,
+        speaker_encoder=instantiate(features["speaker"]) if features.get("speaker") else None,
+        model_name=str(cfg.get("model_name") or cfg["sovits"]["checkpoint"]),
+        device=device,
+    )
