@@ -79,3 +79,15 @@ def test_read_pairs_reports_missing_fields(tmp_path: Path) -> None:
     path.write_text(json.dumps({"text": "x"}) + "\n")
     with pytest.raises(ValueError, match=r"bad\.jsonl:1: missing fields"):
         read_pairs(path)
+
+
+def test_wandb_table_offline(tmp_path: Path, monkeypatch) -> None:
+    import wandb
+
+    from gpt_sovits_train.inference.evaluate import EvalRow, log_wandb_table
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    rows = [EvalRow(key="a", text="hi", cer=0.5, wer=1.0, extras={"peak": 0.3})]
+    with wandb.init(project="gst-test", dir=str(tmp_path), mode="offline") as run:
+        log_wandb_table(rows, run)
+        assert run.summary["evaluation/mean_cer"] == pytest.approx(0.5)
