@@ -4,14 +4,17 @@ Layout (``voice.json`` is the index; every path in it is relative to the folder 
 can be moved, zipped or uploaded as is)::
 
     <bundle>/
-      voice.json        format tag, name, languages, file names below, feature models, training summary
+      voice.json        format tag, name, languages, file names below, the network and feature-extractor
+                        configs synthesis instantiates (``synthesis``), training summary
       gpt.ckpt          GPT-stage checkpoint (as written by training)
       sovits.ckpt       SoVITS-stage checkpoint (as written by training)
       reference.wav     the reference clip (32 kHz mono 16-bit)
       config.yaml       the resolved cloning config that produced the bundle
       README.md         model card: data used, recipe, limits, consent note
 
-``gst-synthesize voice=<bundle>`` reads ``voice.json`` through :func:`load_bundle`.
+``gst-synthesize voice=<bundle>`` reads ``voice.json`` through :func:`load_bundle`;
+:meth:`VoiceBundle.synthesis_config` gives the ``gpt``/``sovits``/``features``/``reference`` nodes of
+``conf/synthesize.yaml`` filled in, so ``inference.factory.build_synthesizer`` needs nothing else.
 """
 
 from __future__ import annotations
@@ -44,7 +47,23 @@ class VoiceBundle:
     languages: list[str]
     feature_models: dict[str, str]  # "ssl"/"bert" -> path or hub id used to prepare training data
     config: Path | None
+    networks: dict[str, dict] = field(default_factory=dict)  # "gpt"/"sovits" -> instantiable net config
+    features: dict = field(default_factory=dict)  # prepare-style extractor specs (ssl, bert, speaker, ...)
     extra: dict = field(default_factory=dict)
+
+    def synthesis_config(self, device: str = "cpu") -> dict:
+        """The nodes ``build_synthesizer`` and ``Reference`` need, with absolute paths."""
+        if not self.networks.get("gpt") or not self.networks.get("sovits"):
+            raise ValueError(f"voice bundle {self.root} has no network configs in voice.json; re-run its bundle step")
+        return {
+            "gpt": {"checkpoint": str(self.gpt_checkpoint), "net": self.networks["gpt"]},
+            "sovits": {"checkpoint": str(self.sovits_checkpoint), "net": self.networks["sovits"]},
+            "features": self.features,
+            "reference": {"audio": str(self.reference_audio), "text": self.reference_text,
+                          "language": self.reference_language},
+            "model_name": self.name,
+            "device": device,
+        }
 
 
 def write_bundle(
@@ -59,6 +78,8 @@ def write_bundle(
     feature_models: dict[str, str],
     config_yaml: str,
     summary: dict,
+    networks: dict[str, dict] | None = None,
+    features: dict | None = None,
 ) -> Path:
     """Copy the artefacts into ``out_dir`` and write ``voice.json``, ``config.yaml`` and the model card."""
     for label, path in (("GPT checkpoint", gpt_checkpoint), ("SoVITS checkpoint", sovits_checkpoint),
@@ -85,6 +106,7 @@ def write_bundle(
         "languages": languages,
         "feature_models": feature_models,
         "config": "config.yaml",
+        "synthesis": {"networks": networks or {}, "features": features or {}},
         "training_summary": summary,
     }
     (out_dir / INDEX).write_text(json.dumps(index, indent=2, ensure_ascii=False), encoding="utf-8")
@@ -109,7 +131,8 @@ def load_bundle(path: str | Path) -> VoiceBundle:
     if missing:
         raise FileNotFoundError(f"voice bundle {root} is incomplete, missing: {missing}")
     known = {"format", "name", "gpt_checkpoint", "sovits_checkpoint", "reference", "languages", "feature_models",
-             "config"}
+             "config", "synthesis"}
+    synthesis = index.get("synthesis", {})
     return VoiceBundle(
         root=root,
         name=index["name"],
@@ -118,6 +141,8 @@ def load_bundle(path: str | Path) -> VoiceBundle:
         languages=list(index.get("languages", [])),
         feature_models=dict(index.get("feature_models", {})),
         config=root / index["config"] if index.get("config") else None,
+        networks=dict(synthesis.get("networks", {})),
+        features=dict(synthesis.get("features", {})),
         extra={k: v for k, v in index.items() if k not in known},
         **files,
     )

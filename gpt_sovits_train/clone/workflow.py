@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import numpy as np
 import soundfile as sf
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
@@ -100,11 +99,14 @@ class CloneWorkflow:
         out_dir = self.work_dir / "shards"
         overrides = [f"input.path={self.list_path}", f"output_dir={out_dir}", "overwrite=true",
                      *self.cfg.prepare.overrides]
-        manifest = prepare(compose_config("prepare", overrides))
+        cfg = compose_config("prepare", overrides)
+        manifest = prepare(cfg)
         if manifest is None:
             raise RuntimeError("data preparation did not finish (partitioned run?): use num_partitions=1 for cloning")
+        # Synthesis must embed text and reference audio with the very extractors the data was prepared with.
+        features = OmegaConf.to_container(cfg.features, resolve=True)
         return {"shards": str(out_dir), "written": manifest.get("written"),
-                "skipped_by_reason": manifest.get("skipped_by_reason", {})}
+                "skipped_by_reason": manifest.get("skipped_by_reason", {}), "features": features}
 
     def train_sovits(self, results: StepResults) -> dict[str, Any]:
         return self._train("sovits", require(results, "prepare", "train_sovits")["shards"])
@@ -130,6 +132,7 @@ class CloneWorkflow:
         sovits = require(results, "train_sovits", "bundle")
         gpt = require(results, "train_gpt", "bundle")
         ref = require(results, "reference", "bundle")
+        features = require(results, "prepare", "bundle")["features"]
         languages = sorted({e.language for e in read_list(self.list_path)})
         out = write_bundle(
             self.bundle_dir,
@@ -143,17 +146,28 @@ class CloneWorkflow:
             {k: str(v) for k, v in self.cfg.features.items() if v},
             OmegaConf.to_yaml(self.cfg, resolve=True),
             self._summary(results),
+            networks={"gpt": gpt["net"], "sovits": sovits["net"]},
+            features={k: v for k, v in features.items() if k in ("ssl", "bert", "speaker")},
         )
         return {"bundle": str(out)}
 
     def sample(self, results: StepResults) -> dict[str, Any]:
-        bundle_dir = require(results, "bundle", "sample")["bundle"]
-        synthesizer = hydra.utils.instantiate(self.cfg.synthesizer, voice=load_bundle(bundle_dir))
-        wav, rate = synthesizer.synthesize(self.cfg.sample.text, language=self.cfg.sample.language)
-        wav = np.asarray(wav, dtype=np.float32).reshape(-1)
+        from gpt_sovits_train.inference.factory import build_synthesizer
+        from gpt_sovits_train.inference.synthesizer import Reference, SamplingSettings
+
+        bundle = load_bundle(require(results, "bundle", "sample")["bundle"])
+        synth_cfg = bundle.synthesis_config(device=self.cfg.device)
+        synthesizer = build_synthesizer(synth_cfg)
         out = self.work_dir / "sample.wav"
-        sf.write(str(out), wav, rate, subtype="PCM_16")
-        return {"wav": str(out), "seconds": round(len(wav) / rate, 3), "text": self.cfg.sample.text}
+        result = synthesizer.synthesize(
+            self.cfg.sample.text,
+            self.cfg.sample.language,
+            Reference(**synth_cfg["reference"]),
+            SamplingSettings(**OmegaConf.to_container(self.cfg.sample.sampling, resolve=True)),
+            output=out,
+        )
+        return {"wav": str(out), "seconds": round(result.duration, 3), "rtf": round(result.rtf, 3),
+                "text": self.cfg.sample.text}
 
     # -- running ---------------------------------------------------------------------------------------------
     def steps(self) -> list[Step]:
@@ -183,7 +197,8 @@ class CloneWorkflow:
         checkpoint = result.get("last_checkpoint") or result.get("best_checkpoint")
         if not checkpoint:
             raise RuntimeError(f"{stage} training wrote no checkpoint (status {result['status']}); see its log")
-        return {"checkpoint": checkpoint, "metrics": result["metrics"], "steps": result["global_step"]}
+        return {"checkpoint": checkpoint, "metrics": result["metrics"], "steps": result["global_step"],
+                "net": OmegaConf.to_container(cfg.model.net, resolve=True)}
 
     def _summary(self, results: StepResults) -> dict[str, Any]:
         summary: dict[str, Any] = {"voice": self.cfg.voice_name}

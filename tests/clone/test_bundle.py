@@ -20,6 +20,8 @@ def make_bundle(tmp_path: Path) -> Path:
         tmp_path / "voice", "alice", tmp_path / "g.ckpt", tmp_path / "s.ckpt", tmp_path / "ref.wav",
         "hello there", "en", ["en"], {"ssl": "TencentGameMate/chinese-hubert-base"}, "voice_name: alice\n",
         {"data": {"kept_minutes": 1.0}, "losses": {"gpt": 2.5}},
+        networks={"gpt": {"_target_": "my.GPT", "layers": 2}, "sovits": {"_target_": "my.SoVITS"}},
+        features={"ssl": {"_target_": "my.Hubert", "model": "TencentGameMate/chinese-hubert-base"}},
     )
 
 
@@ -32,6 +34,11 @@ def test_bundle_round_trip(tmp_path: Path) -> None:
     assert sf.info(bundle.reference_audio).duration == pytest.approx(4.0)
     assert bundle.feature_models["ssl"] == "TencentGameMate/chinese-hubert-base"
     assert bundle.extra["training_summary"]["losses"]["gpt"] == 2.5
+    synth = bundle.synthesis_config(device="cpu")
+    assert synth["gpt"] == {"checkpoint": str(bundle.gpt_checkpoint), "net": {"_target_": "my.GPT", "layers": 2}}
+    assert synth["sovits"]["checkpoint"] == str(bundle.sovits_checkpoint)
+    assert synth["features"]["ssl"]["_target_"] == "my.Hubert"
+    assert synth["reference"] == {"audio": str(bundle.reference_audio), "text": "hello there", "language": "en"}
     card = (root / "README.md").read_text()
     assert "alice" in card and "consent" in card and "1.0 min" in card
 
