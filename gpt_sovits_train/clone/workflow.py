@@ -16,7 +16,7 @@ from typing import Any
 
 import hydra
 import soundfile as sf
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from tqdm import tqdm
 
 from gpt_sovits_train.clone.bundle import load_bundle, write_bundle
@@ -100,6 +100,9 @@ class CloneWorkflow:
         overrides = [f"input.path={self.list_path}", f"output_dir={out_dir}", "overwrite=true",
                      *self.cfg.prepare.overrides]
         cfg = compose_config("prepare", overrides)
+        if self.cfg.pretrained.get("sovits") and self.cfg.prepare.semantic_from_pretrained_sovits:
+            with open_dict(cfg):
+                cfg.features.semantic = self._pretrained_semantic_extractor()
         manifest = prepare(cfg)
         if manifest is None:
             raise RuntimeError("data preparation did not finish (partitioned run?): use num_partitions=1 for cloning")
@@ -199,6 +202,19 @@ class CloneWorkflow:
             raise RuntimeError(f"{stage} training wrote no checkpoint (status {result['status']}); see its log")
         return {"checkpoint": checkpoint, "metrics": result["metrics"], "steps": result["global_step"],
                 "net": OmegaConf.to_container(cfg.model.net, resolve=True)}
+
+    def _pretrained_semantic_extractor(self) -> dict[str, Any]:
+        """GPT targets are codes of the *pretrained* SoVITS quantizer, as in v2 (fine-tuning keeps it frozen)."""
+        net = compose_config("train", ["model=sovits", *self.cfg.train.sovits.overrides]).model.net
+        return {
+            "_target_": "gpt_sovits_train.features.semantic.LatentCodeExtractor",
+            "model": {
+                "_target_": "gpt_sovits_train.inference.loading.load_network",
+                "network": OmegaConf.to_container(net, resolve=True),
+                "path": str(self.cfg.pretrained.sovits),
+                "kind": "sovits",
+            },
+        }
 
     def _summary(self, results: StepResults) -> dict[str, Any]:
         summary: dict[str, Any] = {"voice": self.cfg.voice_name}
