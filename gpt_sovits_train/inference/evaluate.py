@@ -209,3 +209,56 @@ def read_pairs(path: str | Path) -> list[EvalItem]:
             EvalItem(key=str(record.get("key", f"pair{number:04d}")), **{k: v for k, v in record.items() if k != "key"})
         )
     return items
+
+
+def _optional_import(name: str) -> Any | None:
+    """Import an optional scorer package; ``None`` when it is missing or broken (e.g. needs pkg_resources)."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except Exception:  # optional extras fail in many ways: ImportError, missing setuptools, broken binaries
+        return None
+
+
+def available_extras() -> dict[str, bool]:
+    """Which optional scorers (``pip install .[eval]``) can run here."""
+    return {name: _optional_import(name) is not None for name in ("speechmos", "pocketsphinx", "resemblyzer")}
+
+
+def dnsmos_scores(wav: np.ndarray | torch.Tensor, sample_rate: int) -> dict[str, float]:
+    """Non-intrusive quality estimate (DNSMOS P.835/P.808, ONNX models bundled in ``speechmos``)."""
+    speechmos = _optional_import("speechmos.dnsmos")
+    if speechmos is None:
+        raise RuntimeError("speechmos is not installed: pip install speechmos")
+    audio = resample(torch.as_tensor(wav, dtype=torch.float32).reshape(-1), sample_rate, SPEAKER_RATE).numpy()
+    scores = speechmos.run(np.clip(audio, -1, 1), SPEAKER_RATE)
+    return {f"dnsmos_{k}": float(v) for k, v in scores.items()}
+
+
+def pocketsphinx_transcript(wav: np.ndarray | torch.Tensor, sample_rate: int) -> str:
+    """English transcript from pocketsphinx's bundled US-English model (a weights-free-download ASR baseline)."""
+    pocketsphinx = _optional_import("pocketsphinx")
+    if pocketsphinx is None:
+        raise RuntimeError("pocketsphinx is not installed: pip install pocketsphinx")
+    audio = resample(torch.as_tensor(wav, dtype=torch.float32).reshape(-1), sample_rate, SPEAKER_RATE)
+    pcm = (audio.clamp(-1, 1) * 32767).to(torch.int16).numpy().tobytes()
+    decoder = pocketsphinx.Decoder(samprate=SPEAKER_RATE, loglevel="FATAL")
+    decoder.start_utt()
+    decoder.process_raw(pcm, full_utt=True)
+    decoder.end_utt()
+    hypothesis = decoder.hyp()
+    return hypothesis.hypstr if hypothesis is not None else ""
+
+
+def resemblyzer_similarity(wav_a, rate_a: int, wav_b, rate_b: int) -> float:
+    """Speaker similarity with Resemblyzer's GE2E encoder (weights ship inside the package)."""
+    resemblyzer = _optional_import("resemblyzer")
+    if resemblyzer is None:
+        raise RuntimeError("resemblyzer is not installed or not importable: pip install resemblyzer setuptools")
+    encoder = resemblyzer.VoiceEncoder(device="cpu", verbose=False)
+    embeddings = []
+    for wav, rate in ((wav_a, rate_a), (wav_b, rate_b)):
+        audio = resample(torch.as_tensor(wav, dtype=torch.float32).reshape(-1), rate, SPEAKER_RATE).numpy()
+        embeddings.append(torch.from_numpy(encoder.embed_utterance(resemblyzer.preprocess_wav(audio, SPEAKER_RATE))))
+    return cosine_similarity(embeddings[0], embeddings[1])
