@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -56,3 +57,24 @@ def build_synthesizer(cfg: DictConfig | dict[str, Any]) -> Synthesizer:
         model_name=str(cfg.get("model_name") or cfg["sovits"]["checkpoint"]),
         device=device,
     )
+
+
+def graph_generate_fn(generator: Callable[..., Any]) -> GenerateFn:
+    """Adapt a :mod:`gpt_sovits_train.interchange.t2s_decode` generator (PyTorch graph or ONNX Runtime)."""
+
+    def generate(
+        phones: torch.Tensor, bert: torch.Tensor, prompt: torch.Tensor | None, settings: SamplingSettings
+    ) -> torch.Tensor:
+        result = generator(
+            phones.cpu(),
+            bert.cpu(),
+            prompt.cpu() if prompt is not None else None,
+            top_k=settings.top_k,
+            top_p=settings.top_p,
+            temperature=settings.temperature,
+            repetition_penalty=settings.repetition_penalty,
+            early_stop_num=int(SEMANTIC_HZ * settings.max_seconds),
+        )
+        return result.kept().to(phones.device)
+
+    return generate

@@ -1,0 +1,144 @@
+"""Host-side autoregressive decoding over exported GPT graphs (PyTorch export modules or ONNX Runtime sessions).
+
+The exported graphs only compute logits and caches; this module applies the v2 decoding rules on the host:
+
+* the EOS logit is dropped for the first 11 steps;
+* repetition penalty over every earlier token, prompt included (negative scores ×p, positive ÷p);
+* top-p, then temperature, then top-k; the sample is ``argmax(probs / Exponential(1))``;
+* stop when the generated length exceeds ``early_stop_num`` or when the argmax or the sample is EOS
+  (EOS is never appended). ``idx`` is the number of steps before the stopping one; the v2 UI keeps ``y[-idx:]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gpt_sovits_train.interchange.onnx import T2SPrefill, T2SStep
+
+EOS = 1024
+EOS_BLOCKED_STEPS = 11
+MAX_STEPS = 1500
+
+PrefillFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+StepFn = Callable[
+    [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+]
+
+
+def sample_next(
+    logits: torch.Tensor, previous: torch.Tensor, top_k: int, top_p: float, temperature: float, penalty: float
+) -> torch.Tensor:
+    """One v2 sampling decision for ``logits`` ``[V]`` given earlier tokens ``previous`` ``[L]``."""
+    logits = logits.clone().float()
+    if previous.numel() and penalty != 1.0:
+        seen = previous.long()
+        score = logits.gather(0, seen)
+        logits.scatter_(0, seen, torch.where(score < 0, score * penalty, score / penalty))
+    if top_p < 1.0:
+        ordered, order = torch.sort(logits, descending=True)
+        cumulative = torch.cumsum(torch.softmax(ordered, dim=-1), dim=-1)
+        remove = cumulative > top_p
+        remove[0] = False
+        logits[order[remove]] = float("-inf")
+    logits = logits / max(temperature, 1e-5)
+    if top_k:
+        pivot = torch.topk(logits, min(top_k, logits.numel())).values[-1]
+        logits = torch.where(logits < pivot, torch.full_like(logits, float("-inf")), logits)
+    probs = torch.softmax(logits, dim=-1)
+    noise = torch.empty_like(probs).exponential_(1)
+    return torch.argmax(probs / noise)
+
+
+@dataclass
+class DecodeResult:
+    new_tokens: torch.Tensor  # [N] every appended token
+    idx: int  # steps before the stopping one
+
+    def kept(self) -> torch.Tensor:
+        """What the v2 UI feeds to SoVITS: the last ``idx`` tokens."""
+        return self.new_tokens[self.new_tokens.numel() - self.idx :] if self.idx else self.new_tokens[:0]
+
+
+def decode(
+    prefill: PrefillFn,
+    step: StepFn,
+    phoneme_ids: torch.Tensor,
+    bert: torch.Tensor,
+    prompt: torch.Tensor | None,
+    top_k: int = 15,
+    top_p: float = 1.0,
+    temperature: float = 1.0,
+    repetition_penalty: float = 1.35,
+    early_stop_num: int = -1,
+) -> DecodeResult:
+    """Run the KV-cache loop with the v2 rules; ``prompt`` ``None`` means reference-free decoding."""
+    prompt = prompt if prompt is not None else torch.zeros(1, 0, dtype=torch.long)
+    history = prompt[0].clone()
+    new: list[int] = []
+    logits, keys, values = prefill(phoneme_ids, bert, prompt)
+    idx = 0
+    for idx in range(MAX_STEPS):
+        row = logits[0]
+        if idx < EOS_BLOCKED_STEPS:
+            row = row[:EOS]
+        token = sample_next(row, history, top_k, top_p, temperature, repetition_penalty)
+        stop = int(torch.argmax(row)) == EOS or int(token) == EOS
+        if not stop:
+            new.append(int(token))
+            history = torch.cat([history, token.view(1)])
+        if early_stop_num != -1 and len(new) > early_stop_num:
+            stop = True
+        if stop:
+            break
+        position = torch.tensor([prompt.shape[1] + len(new) - 1])
+        logits, keys, values = step(token.view(1, 1), position, keys, values)
+    return DecodeResult(torch.tensor(new, dtype=torch.long), idx)
+
+
+class TorchGraphGenerator:
+    """Decode with the PyTorch export modules built from v2 GPT weights (no dependency on the training code)."""
+
+    def __init__(self, weights, heads: int) -> None:
+        self.prefill = T2SPrefill(weights, heads).eval()
+        self.step = T2SStep(weights, heads).eval()
+
+    @torch.inference_mode()
+    def __call__(self, phoneme_ids, bert, prompt, **options) -> DecodeResult:
+        return decode(self.prefill, self.step, phoneme_ids, bert, prompt, **options)
+
+
+class OnnxGenerator:
+    """Decode with ``t2s_prefill.onnx`` / ``t2s_step.onnx`` in ONNX Runtime."""
+
+    def __init__(self, folder: str | Path, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        providers = ["CPUExecutionProvider"]
+        self.prefill_session = ort.InferenceSession(
+            str(Path(folder) / "t2s_prefill.onnx"), options, providers=providers
+        )
+        self.step_session = ort.InferenceSession(str(Path(folder) / "t2s_step.onnx"), options, providers=providers)
+
+    def _prefill(self, phoneme_ids, bert, prompt):
+        feed = {"phoneme_ids": phoneme_ids.numpy(), "bert": bert.float().numpy(), "prompt": prompt.numpy()}
+        return tuple(torch.from_numpy(np.asarray(o)) for o in self.prefill_session.run(None, feed))
+
+    def _step(self, token, position, keys, values):
+        feed = {
+            "token": token.numpy(),
+            "position": position.numpy(),
+            "k_cache_in": keys.numpy(),
+            "v_cache_in": values.numpy(),
+        }
+        return tuple(torch.from_numpy(np.asarray(o)) for o in self.step_session.run(None, feed))
+
+    def __call__(self, phoneme_ids, bert, prompt, **options) -> DecodeResult:
+        return decode(self._prefill, self._step, phoneme_ids, bert, prompt, **options)

@@ -1,0 +1,58 @@
+"""Host-side v2 decoding over the exported GPT graphs reproduces the reference greedy decodes exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from gpt_sovits_train.interchange.onnx import export_gpt_onnx
+from gpt_sovits_train.interchange.t2s_decode import OnnxGenerator, TorchGraphGenerator, sample_next
+
+
+@pytest.fixture(scope="module")
+def fixture(ref_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(ref_dir / "tiny_t2s.safetensors"))
+
+
+def _inputs(fx):
+    return fx["input.tf.phoneme_ids"], fx["input.tf.bert_feature"], fx["input.tf.prompt_semantic"]
+
+
+def _weights(fx):
+    return {k[7:]: v for k, v in fx.items() if k.startswith("weight.")}
+
+
+@pytest.mark.parametrize(("name", "penalty"), [("greedy", 1.0), ("greedy_rp135", 1.35)])
+def test_greedy_decode_matches_reference(fixture, name: str, penalty: float, tmp_path: Path) -> None:
+    options = {"top_k": 1, "top_p": 1.0, "temperature": 1.0, "repetition_penalty": penalty, "early_stop_num": 19}
+    expected_ids = fixture[f"output.{name}.new_ids"][0].tolist()
+    expected_idx = int(fixture[f"output.{name}.idx"][0])
+    torch_result = TorchGraphGenerator(_weights(fixture), heads=4)(*_inputs(fixture), **options)
+    assert torch_result.new_tokens.tolist() == expected_ids
+    assert torch_result.idx == expected_idx
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install -e .[dev])")
+    export_gpt_onnx(_weights(fixture), heads=4, folder=tmp_path)
+    onnx_result = OnnxGenerator(tmp_path, threads=1)(*_inputs(fixture), **options)
+    assert onnx_result.new_tokens.tolist() == expected_ids
+    assert onnx_result.kept().numel() == expected_idx
+
+
+def test_reference_free_decode_and_eos_rules(fixture) -> None:
+    phonemes, bert, _ = _inputs(fixture)
+    torch.manual_seed(0)
+    result = TorchGraphGenerator(_weights(fixture), heads=4)(phonemes, bert, None, top_k=5, early_stop_num=30)
+    assert 0 < result.new_tokens.numel() <= 31
+    assert int(result.new_tokens.max()) < 1024  # EOS is never emitted as a code
+
+
+def test_sampling_filters() -> None:
+    logits = torch.tensor([5.0, 4.0, -1.0, 0.5])
+    for _ in range(20):
+        assert int(sample_next(logits, torch.tensor([], dtype=torch.long), 2, 1.0, 1.0, 1.0)) in (0, 1)
+    # A strong penalty on token 0 makes token 1 the greedy choice.
+    assert int(sample_next(logits, torch.tensor([0]), 1, 1.0, 1.0, 10.0)) == 1
+    # top_p small keeps only the most likely token.
+    assert int(sample_next(logits, torch.tensor([], dtype=torch.long), 4, 0.1, 1.0, 1.0)) == 0
