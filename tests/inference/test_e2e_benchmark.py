@@ -1,0 +1,22 @@
+"""Smoke run of the end-to-end benchmark at quick size (figures are reported, never asserted on)."""
+
+from __future__ import annotations
+
+import json
+
+from gpt_sovits_train.benchmarks.e2e import random_gpt_weights, run_e2e_rtf
+
+
+def test_quick_benchmark_reports_stages() -> None:
+    figures = run_e2e_rtf(quick=True)
+    json.dumps(figures)  # JSON-able for scripts/bench.py
+    assert set(figures["stage_rtf"]) >= {"frontend", "gpt"}
+    assert figures["gpt_tokens_per_s"] > 0
+    assert (figures["rtf"] is None) == ("sovits" in figures and isinstance(figures["sovits"], str))
+
+
+def test_random_weights_follow_manifest_layout(ref_dir) -> None:
+    manifest = json.loads((ref_dir / "v2_state_dict_manifest.json").read_text())["models"]["t2s_v2"]
+    weights = random_gpt_weights(512, 24)
+    expected = {entry["key"]: tuple(entry["shape"]) for entry in manifest["state_dict"]}
+    assert {k: tuple(v.shape) for k, v in weights.items()} == expected
