@@ -67,9 +67,10 @@ def random_gpt_weights(hidden: int, layers: int, seed: int = 0) -> dict[str, tor
 
 def _time_gpt(weights, heads: int, phones: int, prompt_len: int, tokens: int, first_chunk: int) -> dict[str, float]:
     """Prefill + exactly ``tokens`` decode steps with v2 sampling (EOS ignored so the length is fixed)."""
-    from gpt_sovits_train.interchange.onnx import T2SPrefill, T2SStep
+    from gpt_sovits_train.interchange.t2s_decode import CachedT2S
 
-    prefill, step = T2SPrefill(weights, heads).eval(), T2SStep(weights, heads).eval()
+    decoder = CachedT2S(weights, heads, max_tokens=phones + prompt_len + tokens + 1)
+    prefill, step = decoder.prefill, decoder.step
     phoneme_ids = torch.randint(0, 732, (1, phones))
     bert = torch.zeros(1, 1024, phones)
     prompt = torch.randint(0, 1024, (1, prompt_len))

@@ -142,3 +142,58 @@ class OnnxGenerator:
 
     def __call__(self, phoneme_ids, bert, prompt, **options) -> DecodeResult:
         return decode(self._prefill, self._step, phoneme_ids, bert, prompt, **options)
+
+
+class CachedT2S:
+    """Fast PyTorch decoding for the synthesizer: preallocated K/V caches written in place, fused attention.
+
+    The ONNX graphs must pass caches as values (they grow by concatenation); in eager PyTorch that copy of every
+    cache at every step dominates batch-1 decoding, so this path keeps one buffer per layer instead.
+    """
+
+    def __init__(self, weights, heads: int, max_tokens: int = 2048) -> None:
+        self.graph = T2SPrefill(weights, heads).eval()
+        self.heads = heads
+        self.dim = self.graph.text_embedding.shape[1]
+        self.max_tokens = max_tokens
+
+    def _split(self, t: torch.Tensor) -> torch.Tensor:
+        return t.view(t.shape[0], t.shape[1], self.heads, self.dim // self.heads).transpose(1, 2)
+
+    @torch.inference_mode()
+    def prefill(self, phoneme_ids: torch.Tensor, bert: torch.Tensor, prompt: torch.Tensor):
+        logits, keys, values = self.graph(phoneme_ids, bert, prompt)
+        layers, _, length, _ = keys.shape
+        head_dim = self.dim // self.heads
+        self.k = torch.zeros(layers, 1, self.heads, self.max_tokens, head_dim)
+        self.v = torch.zeros_like(self.k)
+        self.k[:, :, :, :length] = keys.view(layers, 1, length, self.heads, head_dim).transpose(2, 3)
+        self.v[:, :, :, :length] = values.view(layers, 1, length, self.heads, head_dim).transpose(2, 3)
+        self.length = length
+        return logits, None, None
+
+    @torch.inference_mode()
+    def step(self, token: torch.Tensor, position: torch.Tensor, _keys=None, _values=None):
+        g = self.graph
+        if self.length >= self.max_tokens:
+            raise RuntimeError(f"decode exceeded {self.max_tokens} positions; raise max_tokens")
+        h = torch.nn.functional.embedding(token, g.audio_embedding) + g.audio_alpha * g.positions[position].unsqueeze(0)
+        t = self.length
+        for index, layer in enumerate(g.layers):
+            q, k, v = layer.qkv(h)
+            self.k[index, :, :, t] = k.view(1, self.heads, -1)
+            self.v[index, :, :, t] = v.view(1, self.heads, -1)
+            out = torch.nn.functional.scaled_dot_product_attention(
+                self._split(q), self.k[index, :, :, : t + 1], self.v[index, :, :, : t + 1]
+            )
+            attended = torch.nn.functional.linear(
+                out.transpose(1, 2).reshape(1, 1, self.dim),
+                layer.self_attn_out_proj_weight,
+                layer.self_attn_out_proj_bias,
+            )
+            h = layer.finish(h, attended)
+        self.length = t + 1
+        return torch.nn.functional.linear(h[:, -1], g.predict), None, None
+
+    def __call__(self, phoneme_ids, bert, prompt, **options) -> DecodeResult:
+        return decode(self.prefill, self.step, phoneme_ids, bert, prompt, **options)

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from gpt_sovits_train.interchange.onnx import export_gpt_onnx
-from gpt_sovits_train.interchange.t2s_decode import OnnxGenerator, TorchGraphGenerator, sample_next
+from gpt_sovits_train.interchange.t2s_decode import CachedT2S, OnnxGenerator, TorchGraphGenerator, sample_next
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +33,8 @@ def test_greedy_decode_matches_reference(fixture, name: str, penalty: float, tmp
     torch_result = TorchGraphGenerator(_weights(fixture), heads=4)(*_inputs(fixture), **options)
     assert torch_result.new_tokens.tolist() == expected_ids
     assert torch_result.idx == expected_idx
+    cached = CachedT2S(_weights(fixture), heads=4)(*_inputs(fixture), **options)
+    assert cached.new_tokens.tolist() == expected_ids
     pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install -e .[dev])")
     export_gpt_onnx(_weights(fixture), heads=4, folder=tmp_path)
     onnx_result = OnnxGenerator(tmp_path, threads=1)(*_inputs(fixture), **options)
