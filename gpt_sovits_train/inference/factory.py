@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 
-from gpt_sovits_train.inference.loading import load_network
+from gpt_sovits_train.inference.loading import load_network, network_weights
 from gpt_sovits_train.inference.synthesizer import SEMANTIC_HZ, GenerateFn, SamplingSettings, Synthesizer
 
 
@@ -42,14 +42,32 @@ def gpt_generate_fn(gpt: nn.Module) -> GenerateFn:
     return generate
 
 
+def build_gpt_generate(gpt_cfg: Any, device: torch.device) -> GenerateFn:
+    """GPT stage by ``backend``: ``cached`` (fast KV-cache decoder built from the v2 weights, the default),
+    ``onnx`` (ONNX Runtime on ``onnx_dir`` from gst-export), or ``network`` (our GPT network from ``net``)."""
+    backend = gpt_cfg.get("backend", "cached")
+    if backend == "network":
+        network = load_network(instantiate(gpt_cfg["net"]), gpt_cfg["checkpoint"], "gpt").to(device)
+        return gpt_generate_fn(network)
+    if backend == "onnx":
+        from gpt_sovits_train.interchange.t2s_decode import OnnxGenerator
+
+        return graph_generate_fn(OnnxGenerator(gpt_cfg["onnx_dir"]))
+    if backend == "cached":
+        from gpt_sovits_train.interchange.t2s_decode import CachedT2S
+
+        return graph_generate_fn(CachedT2S(network_weights(gpt_cfg["checkpoint"], "gpt"), int(gpt_cfg["heads"])))
+    raise ValueError(f"gpt.backend must be cached, onnx or network, got {backend!r}")
+
+
 def build_synthesizer(cfg: DictConfig | dict[str, Any]) -> Synthesizer:
     """Needs ``gpt.{net,checkpoint}``, ``sovits.{net,checkpoint}``, ``features.{ssl,bert,speaker}``, ``device``."""
     device = torch.device(cfg["device"])
-    gpt = load_network(instantiate(cfg["gpt"]["net"]), cfg["gpt"]["checkpoint"], "gpt").to(device)
+    generate = build_gpt_generate(cfg["gpt"], device)
     sovits = load_network(instantiate(cfg["sovits"]["net"]), cfg["sovits"]["checkpoint"], "sovits").to(device)
     features = cfg["features"]
     return Synthesizer(
-        generate=gpt_generate_fn(gpt),
+        generate=generate,
         sovits=sovits,
         ssl_extractor=instantiate(features["ssl"]),
         bert_extractor=instantiate(features["bert"]) if features.get("bert") else None,
