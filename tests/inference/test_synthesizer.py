@@ -1,0 +1,111 @@
+"""End-to-end synthesis with tiny models: the tiny reference GPT/SoVITS weights loaded from v2 files, random-init
+HuBERT/BERT/ECAPA. Produces a wav carrying the AI-generated metadata and prints the RTF per stage.
+
+Needs ``gpt_sovits_train.models.sovits.SynthesizerTrn``; skipped with that reason until the module provides it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors.torch import load_file
+
+from gpt_sovits_train.features.bert import ChineseBertExtractor
+from gpt_sovits_train.features.ssl import HubertExtractor
+from gpt_sovits_train.inference.ai_metadata import is_marked_ai_generated, read_ai_metadata
+from gpt_sovits_train.inference.factory import graph_generate_fn
+from gpt_sovits_train.inference.loading import network_weights
+from gpt_sovits_train.inference.streaming import StreamingSynthesizer, first_chunk_latency
+from gpt_sovits_train.inference.synthesizer import Reference, SamplingSettings, Synthesizer
+from gpt_sovits_train.interchange.gpt_sovits_v2 import (
+    POSTERIOR_ENCODER_PREFIX,
+    load_weights_strict,
+    read_sovits_v2,
+    write_gpt_v2,
+    write_sovits_v2,
+)
+from gpt_sovits_train.interchange.t2s_decode import CachedT2S
+
+
+def _sovits_class():
+    module = pytest.importorskip("gpt_sovits_train.models.sovits", reason="models.sovits not available")
+    if not hasattr(module, "SynthesizerTrn"):
+        pytest.skip("gpt_sovits_train.models.sovits does not export SynthesizerTrn yet")
+    return module.SynthesizerTrn
+
+
+@pytest.fixture(scope="module")
+def tiny_synthesizer(ref_dir: Path, random_feature_models, tmp_path_factory) -> Synthesizer:
+    sovits_cls = _sovits_class()
+    folder = tmp_path_factory.mktemp("v2files")
+    gpt_tensors = load_file(str(ref_dir / "tiny_t2s.safetensors"))
+    gpt_meta = json.loads((ref_dir / "tiny_t2s.json").read_text())
+    gpt_file = write_gpt_v2(
+        {k[7:]: v for k, v in gpt_tensors.items() if k.startswith("weight.")},
+        gpt_meta["config"],
+        folder / "tiny-e1.ckpt",
+    )
+    sovits_tensors = load_file(str(ref_dir / "tiny_sovits.safetensors"))
+    sovits_meta = json.loads((ref_dir / "tiny_sovits.json").read_text())
+    sovits_file = write_sovits_v2(
+        {k[7:]: v for k, v in sovits_tensors.items() if k.startswith("weight.")},
+        sovits_meta["config"],
+        folder / "tiny_e1_s1.pth",
+    )
+    config = read_sovits_v2(sovits_file).config
+    network = sovits_cls(1025, config["train"]["segment_size"] // 640, n_speakers=300, **config["model"])
+    load_weights_strict(network, network_weights(sovits_file, "sovits"), ignore_prefixes=(POSTERIOR_ENCODER_PREFIX,))
+    generate = graph_generate_fn(CachedT2S(network_weights(gpt_file, "gpt"), heads=4))
+    return Synthesizer(
+        generate,
+        network.eval(),
+        HubertExtractor(random_feature_models["ssl"], device="cpu"),
+        ChineseBertExtractor(random_feature_models["bert"], device="cpu"),
+        model_name="tiny-test-voice",
+    )
+
+
+@pytest.fixture(scope="module")
+def reference_clip(tmp_path_factory) -> Path:
+    rate = 32000
+    t = np.arange(int(rate * 3.2)) / rate
+    wav = 0.2 * np.sin(2 * np.pi * 150 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+    path = tmp_path_factory.mktemp("ref") / "ref.wav"
+    sf.write(path, wav.astype(np.float32), rate)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("transcript", ["Hello there, this is a test.", None], ids=["prompted", "reference_free"])
+def test_synthesize_writes_marked_wav(tiny_synthesizer, reference_clip, transcript, tmp_path: Path) -> None:
+    settings = SamplingSettings(top_k=5, max_seconds=2.0, seed=1)
+    reference = Reference(reference_clip, transcript, "en")
+    out = tmp_path / "out.wav"
+    result = tiny_synthesizer.synthesize("Good morning. 你好世界。", "auto", reference, settings, output=out)
+    print(result.report())
+    assert out.is_file() and is_marked_ai_generated(out)
+    assert "tiny-test-voice" in read_ai_metadata(out)["comment"]
+    data, rate = sf.read(out)
+    assert rate == 32000 and len(data) == result.wav.numel() and len(result.sentences) == 2
+    assert {"frontend", "gpt", "sovits"} <= set(result.stage_seconds) and result.rtf > 0
+    assert np.abs(data).max() > 0
+
+
+@pytest.mark.slow
+def test_streaming_yields_chunks_close_to_offline(tiny_synthesizer, reference_clip) -> None:
+    settings = SamplingSettings(top_k=1, max_seconds=2.0, noise_scale=0.0, seed=0)
+    reference = tiny_synthesizer.prepare_reference(Reference(reference_clip, "Hello there.", "en"))
+    streamer = StreamingSynthesizer(tiny_synthesizer, chunk_tokens_count=8, context_tokens=8)
+    chunks = list(streamer.stream("Good morning everyone.", "en", reference, settings))
+    assert len(chunks) >= 2 and chunks[-1].final
+    latency, wav = first_chunk_latency(iter(chunks))
+    offline = tiny_synthesizer.synthesize("Good morning everyone.", "en", reference, settings)
+    print(f"first chunk after {latency:.3f} s")
+    assert latency > 0
+    assert abs(wav.numel() - offline.wav.numel()) <= 1280
+    assert torch.isfinite(wav).all()
