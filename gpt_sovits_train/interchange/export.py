@@ -48,9 +48,9 @@ def export_models(
     steps: int = 0,
 ) -> dict[str, Path]:
     """Export whichever checkpoints are given, in each requested format; returns the written paths."""
-    unknown = set(formats) - {"v2", "safetensors"}
+    unknown = set(formats) - {"v2", "safetensors", "onnx"}
     if unknown:
-        raise ValueError(f"unknown export formats {sorted(unknown)}; use 'v2' and/or 'safetensors'")
+        raise ValueError(f"unknown export formats {sorted(unknown)}; use any of 'v2', 'safetensors', 'onnx'")
     if gpt_checkpoint is None and sovits_checkpoint is None:
         raise ValueError("nothing to export: set gpt_checkpoint and/or sovits_checkpoint")
     out = Path(output_dir)
@@ -63,6 +63,11 @@ def export_models(
         if "safetensors" in formats:
             full = {"v2_config": config, **dict(resolved_config or {})}
             written["gpt_safetensors"] = export_safetensors(weights, full, out, f"{name}_gpt")["weights"]
+        if "onnx" in formats:
+            from gpt_sovits_train.interchange.onnx import export_gpt_onnx
+
+            paths = export_gpt_onnx(weights, gpt_heads, out / "onnx")
+            written["gpt_onnx_prefill"], written["gpt_onnx_step"] = paths["prefill"], paths["step"]
     if sovits_checkpoint is not None:
         weights = network_weights(sovits_checkpoint, "sovits")
         hparams = sovits_v2_hparams(sovits_model or {})

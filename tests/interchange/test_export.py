@@ -68,6 +68,7 @@ def test_cli_export_round_trip(ref_dir: Path, tmp_path: Path) -> None:
         assert set(back) == set(expected)
         for key, value in expected.items():
             assert torch.equal(back[key], value), key
+    assert (out / "onnx" / "t2s_prefill.onnx").is_file() and (out / "onnx" / "t2s_step.onnx").is_file()
     resolved = yaml.safe_load((out / "tiny_gpt.yaml").read_text())
     assert resolved["name"] == "tiny" and resolved["v2_config"]["model"]["n_layer"] == 3
 
