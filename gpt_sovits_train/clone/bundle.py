@@ -55,8 +55,12 @@ class VoiceBundle:
         """The nodes ``build_synthesizer`` and ``Reference`` need, with absolute paths."""
         if not self.networks.get("gpt") or not self.networks.get("sovits"):
             raise ValueError(f"voice bundle {self.root} has no network configs in voice.json; re-run its bundle step")
+        gpt: dict = {"checkpoint": str(self.gpt_checkpoint), "net": self.networks["gpt"], "backend": "network"}
+        heads = _attention_heads(self.networks["gpt"])
+        if heads:  # the fast KV-cache decoder needs the head count; without it use the network itself
+            gpt |= {"backend": "cached", "heads": heads}
         return {
-            "gpt": {"checkpoint": str(self.gpt_checkpoint), "net": self.networks["gpt"]},
+            "gpt": gpt,
             "sovits": {"checkpoint": str(self.sovits_checkpoint), "net": self.networks["sovits"]},
             "features": self.features,
             "reference": {"audio": str(self.reference_audio), "text": self.reference_text,
@@ -146,6 +150,15 @@ def load_bundle(path: str | Path) -> VoiceBundle:
         extra={k: v for k, v in index.items() if k not in known},
         **files,
     )
+
+
+def _attention_heads(net: dict) -> int | None:
+    """The GPT net config's attention-head count, under whichever name the network class uses."""
+    for key in ("num_heads", "num_head", "n_head", "heads", "nhead"):
+        if isinstance(net.get(key), int):
+            return net[key]
+    nested = net.get("config")
+    return _attention_heads(nested) if isinstance(nested, dict) else None
 
 
 def model_card(index: dict) -> str:

@@ -12,7 +12,7 @@ import soundfile as sf
 from gpt_sovits_train.clone.bundle import load_bundle, write_bundle
 
 
-def make_bundle(tmp_path: Path) -> Path:
+def make_bundle(tmp_path: Path, gpt_net: dict | None = None) -> Path:
     (tmp_path / "g.ckpt").write_bytes(b"gpt-weights")
     (tmp_path / "s.ckpt").write_bytes(b"sovits-weights")
     sf.write(tmp_path / "ref.wav", 0.1 * np.ones(32000 * 4, dtype=np.float32), 32000)
@@ -20,7 +20,7 @@ def make_bundle(tmp_path: Path) -> Path:
         tmp_path / "voice", "alice", tmp_path / "g.ckpt", tmp_path / "s.ckpt", tmp_path / "ref.wav",
         "hello there", "en", ["en"], {"ssl": "TencentGameMate/chinese-hubert-base"}, "voice_name: alice\n",
         {"data": {"kept_minutes": 1.0}, "losses": {"gpt": 2.5}},
-        networks={"gpt": {"_target_": "my.GPT", "layers": 2}, "sovits": {"_target_": "my.SoVITS"}},
+        networks={"gpt": gpt_net or {"_target_": "my.GPT", "layers": 2}, "sovits": {"_target_": "my.SoVITS"}},
         features={"ssl": {"_target_": "my.Hubert", "model": "TencentGameMate/chinese-hubert-base"}},
     )
 
@@ -35,10 +35,14 @@ def test_bundle_round_trip(tmp_path: Path) -> None:
     assert bundle.feature_models["ssl"] == "TencentGameMate/chinese-hubert-base"
     assert bundle.extra["training_summary"]["losses"]["gpt"] == 2.5
     synth = bundle.synthesis_config(device="cpu")
-    assert synth["gpt"] == {"checkpoint": str(bundle.gpt_checkpoint), "net": {"_target_": "my.GPT", "layers": 2}}
+    assert synth["gpt"] == {"checkpoint": str(bundle.gpt_checkpoint), "net": {"_target_": "my.GPT", "layers": 2},
+                            "backend": "network"}
     assert synth["sovits"]["checkpoint"] == str(bundle.sovits_checkpoint)
     assert synth["features"]["ssl"]["_target_"] == "my.Hubert"
     assert synth["reference"] == {"audio": str(bundle.reference_audio), "text": "hello there", "language": "en"}
+    with_heads = load_bundle(make_bundle(tmp_path, gpt_net={"_target_": "my.GPT", "num_head": 16}))
+    assert with_heads.synthesis_config()["gpt"]["backend"] == "cached"
+    assert with_heads.synthesis_config()["gpt"]["heads"] == 16
     card = (root / "README.md").read_text()
     assert "alice" in card and "consent" in card and "1.0 min" in card
 
