@@ -49,6 +49,7 @@ def test_cli_export_round_trip(ref_dir: Path, tmp_path: Path) -> None:
         "epoch=2",
         "steps=40",
         "gpt.heads=4",
+        "formats=[v2,safetensors,onnx]",
         *overrides,
     ]
     run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
