@@ -32,3 +32,24 @@ def test_dataset_explorer_runs_on_demo_corpus(tmp_path: Path) -> None:
     assert "speaker   ava" in printed
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) >= 2  # histogram + mel plots
+
+
+@pytest.mark.slow
+def test_synthesis_walkthrough_runs_on_tiny_models(ref_dir: Path, tmp_path: Path) -> None:
+    module = pytest.importorskip("gpt_sovits_train.models.sovits", reason="models.sovits not available")
+    if not hasattr(module, "SynthesizerTrn"):
+        pytest.skip("gpt_sovits_train.models.sovits does not export SynthesizerTrn yet")
+    nb = _run(
+        REPO / "notebooks" / "synthesis_walkthrough.ipynb",
+        {
+            "REFERENCE_DIR": str(ref_dir),
+            "WORKDIR": str(tmp_path / "artifacts"),
+            "REFERENCE_AUDIO": str(REPO / "data" / "demo" / "ava" / "ava_000.flac"),
+            "REFERENCE_TEXT": "The morning train to the coast leaves at seven fifteen.",
+            "TEXT": "Good morning. 今天天气很好。",
+        },
+        tmp_path,
+    )
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "RTF" in printed and "AI-generated" in printed and "first chunk after" in printed
+    assert (tmp_path / "artifacts" / "walkthrough.wav").is_file()

@@ -6,30 +6,17 @@ Needs ``gpt_sovits_train.models.sovits.SynthesizerTrn``; skipped with that reaso
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from safetensors.torch import load_file
 
-from gpt_sovits_train.features.bert import ChineseBertExtractor
-from gpt_sovits_train.features.ssl import HubertExtractor
 from gpt_sovits_train.inference.ai_metadata import is_marked_ai_generated, read_ai_metadata
-from gpt_sovits_train.inference.factory import graph_generate_fn
-from gpt_sovits_train.inference.loading import network_weights
+from gpt_sovits_train.inference.demo import build_tiny_synthesizer
 from gpt_sovits_train.inference.streaming import StreamingSynthesizer, first_chunk_latency
 from gpt_sovits_train.inference.synthesizer import Reference, SamplingSettings, Synthesizer
-from gpt_sovits_train.interchange.gpt_sovits_v2 import (
-    POSTERIOR_ENCODER_PREFIX,
-    load_weights_strict,
-    read_sovits_v2,
-    write_gpt_v2,
-    write_sovits_v2,
-)
-from gpt_sovits_train.interchange.t2s_decode import CachedT2S
 
 
 def _sovits_class():
@@ -41,33 +28,8 @@ def _sovits_class():
 
 @pytest.fixture(scope="module")
 def tiny_synthesizer(ref_dir: Path, random_feature_models, tmp_path_factory) -> Synthesizer:
-    sovits_cls = _sovits_class()
-    folder = tmp_path_factory.mktemp("v2files")
-    gpt_tensors = load_file(str(ref_dir / "tiny_t2s.safetensors"))
-    gpt_meta = json.loads((ref_dir / "tiny_t2s.json").read_text())
-    gpt_file = write_gpt_v2(
-        {k[7:]: v for k, v in gpt_tensors.items() if k.startswith("weight.")},
-        gpt_meta["config"],
-        folder / "tiny-e1.ckpt",
-    )
-    sovits_tensors = load_file(str(ref_dir / "tiny_sovits.safetensors"))
-    sovits_meta = json.loads((ref_dir / "tiny_sovits.json").read_text())
-    sovits_file = write_sovits_v2(
-        {k[7:]: v for k, v in sovits_tensors.items() if k.startswith("weight.")},
-        sovits_meta["config"],
-        folder / "tiny_e1_s1.pth",
-    )
-    config = read_sovits_v2(sovits_file).config
-    network = sovits_cls(1025, config["train"]["segment_size"] // 640, n_speakers=300, **config["model"])
-    load_weights_strict(network, network_weights(sovits_file, "sovits"), ignore_prefixes=(POSTERIOR_ENCODER_PREFIX,))
-    generate = graph_generate_fn(CachedT2S(network_weights(gpt_file, "gpt"), heads=4))
-    return Synthesizer(
-        generate,
-        network.eval(),
-        HubertExtractor(random_feature_models["ssl"], device="cpu"),
-        ChineseBertExtractor(random_feature_models["bert"], device="cpu"),
-        model_name="tiny-test-voice",
-    )
+    _sovits_class()
+    return build_tiny_synthesizer(ref_dir, random_feature_models, tmp_path_factory.mktemp("v2files"))
 
 
 @pytest.fixture(scope="module")
