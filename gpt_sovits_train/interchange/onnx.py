@@ -10,7 +10,7 @@ because it is cheap and differs between applications.
 * ``step``: ``(token [1,1], position [1], k_cache, v_cache) -> (logits [1,1025], k_cache', v_cache')`` where
   ``position`` is the token's index among semantic tokens (prompt included), since positions restart at 0 there.
 * SoVITS: ``decode(codes [1,1,T], text [1,P], refer_spec [1,1025,F]) -> wav`` exported by tracing the network's
-  own ``decode`` with ``noise_scale`` fixed at export time.
+  own ``decode`` with ``noise_scale`` fixed at export time, for fixed lengths (see the function's docstring).
 """
 
 from __future__ import annotations
@@ -194,13 +194,29 @@ class _SoVITSDecode(nn.Module):
 
 
 def export_sovits_decoder_onnx(
-    network: nn.Module, path: str | Path, noise_scale: float = 0.0, speed: float = 1.0, opset: int = 17
+    network: nn.Module,
+    path: str | Path,
+    codes_length: int = 24,
+    text_length: int = 60,
+    spec_frames: int = 150,
+    noise_scale: float = 0.0,
+    speed: float = 1.0,
+    opset: int = 17,
 ) -> Path:
-    """Trace ``network.decode`` (eval mode) to ONNX with dynamic code/text/spectrogram lengths."""
+    """Trace ``network.decode`` (eval mode) to ONNX for fixed input lengths.
+
+    The v2 decoder derives sizes (upsampling, interpolation, masks) from Python integers, so a traced graph is
+    only valid for the lengths it was traced with. Streaming uses fixed-size token chunks anyway: export one graph
+    per (chunk size, phone count bucket, reference length) a deployment needs, padding inputs to the bucket.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = _SoVITSDecode(network.eval(), noise_scale, speed)
-    example = (torch.zeros(1, 1, 10, dtype=torch.long), torch.ones(1, 12, dtype=torch.long), torch.rand(1, 1025, 30))
+    example = (
+        torch.zeros(1, 1, codes_length, dtype=torch.long),
+        torch.ones(1, text_length, dtype=torch.long),
+        torch.rand(1, network_spec_channels(network), spec_frames),
+    )
     torch.onnx.export(
         wrapper,
         example,
@@ -209,6 +225,10 @@ def export_sovits_decoder_onnx(
         dynamo=False,
         input_names=["codes", "text", "refer_spec"],
         output_names=["wav"],
-        dynamic_axes={"codes": {2: "T"}, "text": {1: "P"}, "refer_spec": {2: "F"}, "wav": {2: "N"}},
     )
     return path
+
+
+def network_spec_channels(network: nn.Module) -> int:
+    """Linear-spectrogram bins the generator expects (1025 for the v2 2048-point FFT)."""
+    return int(getattr(network, "spec_channels", 1025))

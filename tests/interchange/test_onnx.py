@@ -83,3 +83,30 @@ def test_onnxruntime_matches_pytorch_and_greedy_ids(fixture, tmp_path: Path) -> 
         np.testing.assert_allclose(logits, t_logits.numpy(), atol=ATOL, rtol=RTOL)
         position += 1
     assert generated == fixture["output.greedy.new_ids"][0].tolist()
+
+
+def test_sovits_decoder_onnx_matches_reference_wav(ref_dir: Path, tmp_path: Path) -> None:
+    """Tolerance: the fixture's 1e-5 atol on ``output.decode.wav`` (peak ≈ 0.04)."""
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install -e .[dev])")
+    module = pytest.importorskip("gpt_sovits_train.models.sovits", reason="models.sovits not available")
+    if not hasattr(module, "SynthesizerTrn"):
+        pytest.skip("gpt_sovits_train.models.sovits does not export SynthesizerTrn yet")
+    import json
+
+    from gpt_sovits_train.interchange.gpt_sovits_v2 import POSTERIOR_ENCODER_PREFIX, load_weights_strict
+    from gpt_sovits_train.interchange.onnx import export_sovits_decoder_onnx
+
+    tensors = load_file(str(ref_dir / "tiny_sovits.safetensors"))
+    config = json.loads((ref_dir / "tiny_sovits.json").read_text())["config"]
+    network = module.SynthesizerTrn(1025, 12, n_speakers=300, **config["model"])
+    weights = {k[7:]: v for k, v in tensors.items() if k.startswith("weight.")}
+    load_weights_strict(network, weights, ignore_prefixes=(POSTERIOR_ENCODER_PREFIX,))
+    codes, text, spec = (
+        tensors["output.latent.codes"],
+        tensors["input.decode.text"],
+        tensors["output.decode.refer_spec"],
+    )
+    path = export_sovits_decoder_onnx(network, tmp_path / "decode.onnx", codes.shape[2], text.shape[1], spec.shape[2])
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    wav = session.run(None, {"codes": codes.numpy(), "text": text.numpy(), "refer_spec": spec.numpy()})[0]
+    np.testing.assert_allclose(wav, tensors["output.decode.wav"].numpy(), atol=1e-5, rtol=1e-4)
