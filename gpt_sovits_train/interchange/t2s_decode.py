@@ -151,8 +151,10 @@ class CachedT2S:
     cache at every step dominates batch-1 decoding, so this path keeps one buffer per layer instead.
     """
 
-    def __init__(self, weights, heads: int, max_tokens: int = 2048) -> None:
-        self.graph = T2SPrefill(weights, heads).eval()
+    def __init__(self, weights, heads: int, max_tokens: int = 2048, dtype: torch.dtype = torch.float32) -> None:
+        # bfloat16 halves the bytes read per token (batch-1 decoding is memory-bound); float32 for exact parity.
+        self.graph = T2SPrefill(weights, heads).eval().to(dtype)
+        self.dtype = dtype
         self.heads = heads
         self.dim = self.graph.text_embedding.shape[1]
         self.max_tokens = max_tokens
@@ -162,15 +164,15 @@ class CachedT2S:
 
     @torch.inference_mode()
     def prefill(self, phoneme_ids: torch.Tensor, bert: torch.Tensor, prompt: torch.Tensor):
-        logits, keys, values = self.graph(phoneme_ids, bert, prompt)
+        logits, keys, values = self.graph(phoneme_ids, bert.to(self.dtype), prompt)
         layers, _, length, _ = keys.shape
         head_dim = self.dim // self.heads
-        self.k = torch.zeros(layers, 1, self.heads, self.max_tokens, head_dim)
+        self.k = torch.zeros(layers, 1, self.heads, self.max_tokens, head_dim, dtype=self.dtype)
         self.v = torch.zeros_like(self.k)
         self.k[:, :, :, :length] = keys.view(layers, 1, length, self.heads, head_dim).transpose(2, 3)
         self.v[:, :, :, :length] = values.view(layers, 1, length, self.heads, head_dim).transpose(2, 3)
         self.length = length
-        return logits, None, None
+        return logits.float(), None, None
 
     @torch.inference_mode()
     def step(self, token: torch.Tensor, position: torch.Tensor, _keys=None, _values=None):
@@ -193,7 +195,7 @@ class CachedT2S:
             )
             h = layer.finish(h, attended)
         self.length = t + 1
-        return torch.nn.functional.linear(h[:, -1], g.predict), None, None
+        return torch.nn.functional.linear(h[:, -1], g.predict).float(), None, None
 
     def __call__(self, phoneme_ids, bert, prompt, **options) -> DecodeResult:
         return decode(self.prefill, self.step, phoneme_ids, bert, prompt, **options)

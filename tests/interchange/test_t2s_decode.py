@@ -58,3 +58,17 @@ def test_sampling_filters() -> None:
     assert int(sample_next(logits, torch.tensor([0]), 1, 1.0, 1.0, 10.0)) == 1
     # top_p small keeps only the most likely token.
     assert int(sample_next(logits, torch.tensor([], dtype=torch.long), 4, 0.1, 1.0, 1.0)) == 0
+
+
+def test_bfloat16_cached_decoder_stays_close(fixture) -> None:
+    phonemes, bert, prompt = _inputs(fixture)
+    full = CachedT2S(_weights(fixture), heads=4)
+    half = CachedT2S(_weights(fixture), heads=4, dtype=torch.bfloat16)
+    reference, _, _ = full.prefill(phonemes, bert, prompt)
+    approx, _, _ = half.prefill(phonemes, bert, prompt)
+    assert approx.dtype == torch.float32
+    torch.testing.assert_close(approx, reference, atol=0.1, rtol=0.05)
+    token = fixture["output.greedy.new_ids"][0, :1].view(1, 1)
+    step_full, _, _ = full.step(token, torch.tensor([prompt.shape[1]]))
+    step_half, _, _ = half.step(token, torch.tensor([prompt.shape[1]]))
+    torch.testing.assert_close(step_half, step_full, atol=0.1, rtol=0.05)
