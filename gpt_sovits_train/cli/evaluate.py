@@ -34,7 +34,9 @@ def main(cfg: DictConfig) -> None:
         asr = instantiate(cfg.asr) if cfg.asr else None
         encoder = instantiate(cfg.speaker_encoder) if cfg.speaker_encoder else None
         audio_dir = Path(cfg.output_dir) / "wav" if cfg.save_audio else None
-        rows = evaluate_pairs(items, synthesize, asr=asr, speaker_encoder=encoder, output_dir=audio_dir)
+        rows = evaluate_pairs(
+            items, synthesize, asr=asr, speaker_encoder=encoder, output_dir=audio_dir, model_name=synthesizer.model_name
+        )
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -142,6 +142,7 @@ def evaluate_pairs(
     asr: Callable[[np.ndarray, int], Any] | None = None,
     speaker_encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
     output_dir: str | Path | None = None,
+    model_name: str = "gpt_sovits_train voice",
 ) -> list[EvalRow]:
     """Synthesize each item, time it (RTF = compute seconds / audio seconds) and score the result."""
     rows = []
@@ -155,7 +156,7 @@ def evaluate_pairs(
         if output_dir is not None:
             from gpt_sovits_train.inference.ai_metadata import AIMetadata, write_audio_with_ai_metadata
 
-            write_audio_with_ai_metadata(Path(output_dir) / f"{item.key}.wav", wav, rate, AIMetadata(model="eval"))
+            write_audio_with_ai_metadata(Path(output_dir) / f"{item.key}.wav", wav, rate, AIMetadata(model=model_name))
     return rows
 
 
