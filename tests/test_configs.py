@@ -19,6 +19,10 @@ from gpt_sovits_train.training.instantiate import instantiate_callbacks, instant
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
+MODELS_LANDED = all((CONF / "model" / f"{stage}.yaml").is_file() for stage in ("gpt", "sovits"))
+needs_models = pytest.mark.skipif(not MODELS_LANDED, reason="conf/model/{gpt,sovits}.yaml not in the tree yet")
+
+
 def options(group: str) -> list[str]:
     folder = CONF / group
     return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
@@ -50,6 +54,7 @@ GROUP_CHOICES = [
 ]
 
 
+@needs_models
 @pytest.mark.parametrize(("group", "option"), GROUP_CHOICES, ids=[f"{g}={o}" for g, o in GROUP_CHOICES])
 def test_train_group_option_composes_and_resolves(group, option, tmp_path):
     cfg = compose_train([f"{group}={option}"], tmp_path)
@@ -58,6 +63,7 @@ def test_train_group_option_composes_and_resolves(group, option, tmp_path):
     assert {"model", "data", "trainer", "paths"} <= set(resolved)
 
 
+@needs_models
 @pytest.mark.parametrize("launcher", options("hydra/launcher"))
 def test_launcher_composes(launcher, tmp_path):
     cfg = compose_train([f"hydra/launcher={launcher}"], tmp_path)
@@ -67,18 +73,21 @@ def test_launcher_composes(launcher, tmp_path):
         assert cfg.hydra.launcher.tasks_per_node == cfg.hydra.launcher.gpus_per_node == 8
 
 
+@needs_models
 @pytest.mark.parametrize("stage", ["gpt", "sovits"])
 def test_data_follows_model(stage, tmp_path):
     cfg = compose_train([f"model={stage}"], tmp_path)
     assert cfg.hydra.runtime.choices["data"] == stage
 
 
+@needs_models
 @pytest.mark.parametrize("typo", ["trainer.max_stepz=3", "seeed=1", "callbacks.model_checkpoint.every_n=2"])
 def test_misspelled_key_fails_at_composition(typo, tmp_path):
     with pytest.raises(ConfigCompositionException):
         compose_train([typo], tmp_path)
 
 
+@needs_models
 @pytest.mark.parametrize("trainer", ["cpu", "ddp_cpu"])
 @pytest.mark.parametrize("logger", [o for o in options("logger") if o not in {"tensorboard", "many_loggers"}]
                          + [o for o in ("tensorboard", "many_loggers") if importlib.util.find_spec("tensorboard")])
@@ -92,6 +101,7 @@ def test_trainer_callbacks_loggers_instantiate(trainer, logger, tmp_path):
     assert len(callbacks) >= 8
 
 
+@needs_models
 @pytest.mark.parametrize("stage", ["gpt", "sovits"])
 def test_tiny_presets_instantiate_model_and_datamodule(stage, tmp_path):
     cfg = compose_train([f"model={stage}", f"model/{stage}@model.net=tiny"], tmp_path)

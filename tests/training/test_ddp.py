@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from .conftest import quiet_overrides, run_train_cli, stage_overrides
+from .conftest import quiet_overrides, run_train_cli, stage_overrides, stages
 
 pytestmark = [pytest.mark.slow, pytest.mark.ddp]
 
 
-@pytest.mark.parametrize("stage", ["gpt", "sovits"])
+@pytest.mark.parametrize("stage", stages("gpt", "sovits"))
 def test_two_process_ddp_on_cpu(stage, demo_shards, tmp_path):
     overrides = [*stage_overrides(stage, demo_shards), *quiet_overrides(), "trainer=ddp_cpu", "trainer.max_steps=-1",
                  "trainer.max_epochs=1", "trainer.limit_val_batches=0", "~callbacks.best_checkpoint",

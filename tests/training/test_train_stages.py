@@ -10,10 +10,10 @@ import torch.distributed as dist
 
 from gpt_sovits_train.training.run import build, train, weights_fingerprint
 
-from .conftest import compose_train, stage_overrides
+from .conftest import compose_train, stage_overrides, stages
 
 
-@pytest.mark.parametrize("stage", ["gpt", "sovits"])
+@pytest.mark.parametrize("stage", stages("gpt", "sovits"))
 def test_short_cpu_run_of_each_stage(stage, demo_shards, tmp_path):
     overrides = [*stage_overrides(stage, demo_shards), "debug=limit", "trainer.max_steps=3",
                  "callbacks.model_checkpoint.every_n_train_steps=2", "logger=csv"]
@@ -33,9 +33,10 @@ def test_short_cpu_run_of_each_stage(stage, demo_shards, tmp_path):
     assert (tmp_path / "resolved_config.yaml").is_file() and (tmp_path / "train_result.json").is_file()
 
 
-def test_wandb_offline_run_directory_holds_the_run(demo_shards, tmp_path, monkeypatch):
+@pytest.mark.parametrize("stage", stages("gpt"))
+def test_wandb_offline_run_directory_holds_the_run(stage, demo_shards, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
-    overrides = [*stage_overrides("gpt", demo_shards), "debug=limit", "trainer.max_steps=2", "logger=wandb",
+    overrides = [*stage_overrides(stage, demo_shards), "debug=limit", "trainer.max_steps=2", "logger=wandb",
                  "task_name=wandb_test"]
     result = train(compose_train(overrides, tmp_path))
     assert result["status"] == "finished"
