@@ -12,6 +12,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
 import gpt_sovits_train.training.resolvers  # noqa: F401
 from gpt_sovits_train.training.instantiate import instantiate_callbacks, instantiate_loggers
@@ -115,7 +116,13 @@ def _top_level_configs() -> list[str]:
     return sorted(p.stem for p in CONF.glob("*.yaml"))
 
 
-@pytest.mark.parametrize("config_name", _top_level_configs())
+@pytest.mark.parametrize("config_name", [pytest.param(name, marks=needs_models) if name == "train" else name
+                                         for name in _top_level_configs()])
 def test_every_top_level_config_composes(config_name, tmp_path):
+    """Composes, and resolves except for values the user must give (``???`` and what interpolates them)."""
     cfg = compose_train([], tmp_path, config_name=config_name)
-    assert isinstance(resolve_without_hydra(cfg), dict)
+    try:
+        resolved = resolve_without_hydra(cfg)
+    except (MissingMandatoryValue, InterpolationToMissingValueError):
+        resolved = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(resolved, dict) and resolved
