@@ -38,8 +38,12 @@ class AIMetadata:
         return f"{AI_NOTICE}; model: {self.model}"
 
     def as_fields(self) -> dict[str, str]:
-        return {"comment": self.comment, "software": self.software, "title": self.title,
-                "artist": f"AI voice ({self.model})"}
+        return {
+            "comment": self.comment,
+            "software": self.software,
+            "title": self.title,
+            "artist": f"AI voice ({self.model})",
+        }
 
 
 def write_audio_with_ai_metadata(
