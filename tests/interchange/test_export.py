@@ -83,3 +83,19 @@ def test_cli_reports_missing_inputs(tmp_path: Path) -> None:
         timeout=120,
     )
     assert run.returncode == 2 and "nothing to export" in run.stderr
+
+
+def test_v2_files_import_to_safetensors(ref_dir: Path, tmp_path: Path) -> None:
+    """Official v2 files → our pickle-free format: the same tensors (float16 values, stored as float32)."""
+    from gpt_sovits_train.inference.demo import write_tiny_v2_files
+    from gpt_sovits_train.interchange.export import export_models
+
+    files = write_tiny_v2_files(ref_dir, tmp_path / "v2")
+    written = export_models(
+        tmp_path / "ours", "imported", files["gpt"], files["sovits"], gpt_heads=4, formats=("safetensors",)
+    )
+    for kind, reader in (("gpt", read_gpt_v2), ("sovits", read_sovits_v2)):
+        original = reader(files[kind]).weights
+        ours = load_file(str(written[f"{kind}_safetensors"]))
+        assert set(ours) == set(original)
+        assert all(torch.equal(ours[k], v) for k, v in original.items())
