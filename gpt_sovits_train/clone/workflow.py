@@ -191,6 +191,7 @@ class CloneWorkflow:
             f"model={stage}",
             f"data.shards={shards}",
             f"paths.output_dir={self.work_dir / ('train_' + stage)}",
+            *(f"{key}={path}" for key, path in recipe.get("init", {}).items() if path),
             *recipe.overrides,
         ]
         cfg = compose_config("train", overrides)
