@@ -55,8 +55,11 @@ def build_tiny_synthesizer(reference_dir: str | Path, random_models: dict[str, P
     )
     load_weights_strict(network, network_weights(files["sovits"], "sovits"), (POSTERIOR_ENCODER_PREFIX,))
     heads = json.loads((Path(reference_dir) / "tiny_t2s.json").read_text())["config"]["model"]["head"]
+    decoder = CachedT2S(network_weights(files["gpt"], "gpt"), heads=heads)
+    generate = graph_generate_fn(decoder)
+    generate.decoder = decoder  # type: ignore[attr-defined]  # streaming pulls tokens from it step by step
     return Synthesizer(
-        graph_generate_fn(CachedT2S(network_weights(files["gpt"], "gpt"), heads=heads)),
+        generate,
         network.eval(),
         HubertExtractor(random_models["ssl"], device="cpu"),
         ChineseBertExtractor(random_models["bert"], device="cpu"),

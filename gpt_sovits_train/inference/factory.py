@@ -56,7 +56,10 @@ def build_gpt_generate(gpt_cfg: Any, device: torch.device) -> GenerateFn:
     if backend == "cached":
         from gpt_sovits_train.interchange.t2s_decode import CachedT2S
 
-        return graph_generate_fn(CachedT2S(network_weights(gpt_cfg["checkpoint"], "gpt"), int(gpt_cfg["heads"])))
+        decoder = CachedT2S(network_weights(gpt_cfg["checkpoint"], "gpt"), int(gpt_cfg["heads"]))
+        generate = graph_generate_fn(decoder)
+        generate.decoder = decoder  # type: ignore[attr-defined]  # lets streaming pull tokens step by step
+        return generate
     raise ValueError(f"gpt.backend must be cached, onnx or network, got {backend!r}")
 
 
@@ -96,3 +99,25 @@ def graph_generate_fn(generator: Callable[..., Any]) -> GenerateFn:
         return result.kept().to(phones.device)
 
     return generate
+
+
+def cached_token_stream_fn(generator: Any, first_chunk: int = 8, chunk: int = 24):
+    """Token chunks while the cached decoder runs (for :class:`StreamingSynthesizer`): small first chunk, then
+    ``chunk`` tokens each, so the first audio leaves after ``first_chunk`` decode steps."""
+    from gpt_sovits_train.interchange.t2s_decode import stream_chunks
+
+    def token_stream(phones: torch.Tensor, bert: torch.Tensor, prompt: torch.Tensor | None, s: SamplingSettings):
+        return stream_chunks(
+            generator,
+            phones.cpu(),
+            bert.cpu(),
+            prompt.cpu() if prompt is not None else None,
+            (first_chunk, chunk),
+            top_k=s.top_k,
+            top_p=s.top_p,
+            temperature=s.temperature,
+            repetition_penalty=s.repetition_penalty,
+            early_stop_num=int(SEMANTIC_HZ * s.max_seconds),
+        )
+
+    return token_stream

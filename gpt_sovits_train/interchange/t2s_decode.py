@@ -11,7 +11,7 @@ The exported graphs only compute logits and caches; this module applies the v2 d
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,7 +64,7 @@ class DecodeResult:
         return self.new_tokens[self.new_tokens.numel() - self.idx :] if self.idx else self.new_tokens[:0]
 
 
-def decode(
+def iter_decode(
     prefill: PrefillFn,
     step: StepFn,
     phoneme_ids: torch.Tensor,
@@ -75,11 +75,15 @@ def decode(
     temperature: float = 1.0,
     repetition_penalty: float = 1.35,
     early_stop_num: int = -1,
-) -> DecodeResult:
-    """Run the KV-cache loop with the v2 rules; ``prompt`` ``None`` means reference-free decoding."""
+) -> Iterator[int]:
+    """Yield each new token as soon as it is sampled (the KV-cache loop with the v2 rules).
+
+    The generator's return value (``StopIteration.value``) is ``idx``, the number of steps before the stopping one.
+    ``prompt`` ``None`` means reference-free decoding.
+    """
     prompt = prompt if prompt is not None else torch.zeros(1, 0, dtype=torch.long)
     history = prompt[0].clone()
-    new: list[int] = []
+    generated = 0
     logits, keys, values = prefill(phoneme_ids, bert, prompt)
     idx = 0
     for idx in range(MAX_STEPS):
@@ -89,15 +93,43 @@ def decode(
         token = sample_next(row, history, top_k, top_p, temperature, repetition_penalty)
         stop = int(torch.argmax(row)) == EOS or int(token) == EOS
         if not stop:
-            new.append(int(token))
+            generated += 1
             history = torch.cat([history, token.view(1)])
-        if early_stop_num != -1 and len(new) > early_stop_num:
+            yield int(token)
+        if early_stop_num != -1 and generated > early_stop_num:
             stop = True
         if stop:
             break
-        position = torch.tensor([prompt.shape[1] + len(new) - 1])
+        position = torch.tensor([prompt.shape[1] + generated - 1])
         logits, keys, values = step(token.view(1, 1), position, keys, values)
-    return DecodeResult(torch.tensor(new, dtype=torch.long), idx)
+    return idx
+
+
+def decode(prefill: PrefillFn, step: StepFn, phoneme_ids, bert, prompt, **options) -> DecodeResult:
+    """Run :func:`iter_decode` to the end; returns every new token and ``idx``."""
+    tokens: list[int] = []
+    iterator = iter_decode(prefill, step, phoneme_ids, bert, prompt, **options)
+    while True:
+        try:
+            tokens.append(next(iterator))
+        except StopIteration as finished:
+            return DecodeResult(torch.tensor(tokens, dtype=torch.long), int(finished.value))
+
+
+def stream_chunks(
+    generator: CachedT2S | TorchGraphGenerator, phoneme_ids, bert, prompt, chunk_sizes: tuple[int, int], **options
+) -> Iterator[torch.Tensor]:
+    """Yield token chunks while decoding: a small first chunk for low latency, then ``chunk_sizes[1]`` each."""
+    first, rest = chunk_sizes
+    pending: list[int] = []
+    limit = first
+    for token in iter_decode(generator.prefill, generator.step, phoneme_ids, bert, prompt, **options):
+        pending.append(token)
+        if len(pending) >= limit:
+            yield torch.tensor(pending, dtype=torch.long)
+            pending, limit = [], rest
+    if pending:
+        yield torch.tensor(pending, dtype=torch.long)
 
 
 class TorchGraphGenerator:

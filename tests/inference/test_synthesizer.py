@@ -15,6 +15,7 @@ import torch
 
 from gpt_sovits_train.inference.ai_metadata import is_marked_ai_generated, read_ai_metadata
 from gpt_sovits_train.inference.demo import build_tiny_synthesizer
+from gpt_sovits_train.inference.factory import cached_token_stream_fn
 from gpt_sovits_train.inference.streaming import StreamingSynthesizer, first_chunk_latency
 from gpt_sovits_train.inference.synthesizer import Reference, SamplingSettings, Synthesizer
 
@@ -51,7 +52,7 @@ def test_synthesize_writes_marked_wav(tiny_synthesizer, reference_clip, transcri
     result = tiny_synthesizer.synthesize("Good morning. 你好世界。", "auto", reference, settings, output=out)
     print(result.report())
     assert out.is_file() and is_marked_ai_generated(out)
-    assert "tiny-test-voice" in read_ai_metadata(out)["comment"]
+    assert "tiny-demo-voice" in read_ai_metadata(out)["comment"]
     data, rate = sf.read(out)
     assert rate == 32000 and len(data) == result.wav.numel() and len(result.sentences) == 2
     assert {"frontend", "gpt", "sovits"} <= set(result.stage_seconds) and result.rtf > 0
@@ -62,7 +63,10 @@ def test_synthesize_writes_marked_wav(tiny_synthesizer, reference_clip, transcri
 def test_streaming_yields_chunks_close_to_offline(tiny_synthesizer, reference_clip) -> None:
     settings = SamplingSettings(top_k=1, max_seconds=2.0, noise_scale=0.0, seed=0)
     reference = tiny_synthesizer.prepare_reference(Reference(reference_clip, "Hello there.", "en"))
-    streamer = StreamingSynthesizer(tiny_synthesizer, chunk_tokens_count=8, context_tokens=8)
+    decoder = tiny_synthesizer.generate.decoder
+    streamer = StreamingSynthesizer(
+        tiny_synthesizer, cached_token_stream_fn(decoder, 4, 8), chunk_tokens_count=8, context_tokens=8
+    )
     chunks = list(streamer.stream("Good morning everyone.", "en", reference, settings))
     assert len(chunks) >= 2 and chunks[-1].final
     latency, wav = first_chunk_latency(iter(chunks))

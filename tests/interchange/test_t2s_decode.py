@@ -72,3 +72,12 @@ def test_bfloat16_cached_decoder_stays_close(fixture) -> None:
     step_full, _, _ = full.step(token, torch.tensor([prompt.shape[1]]))
     step_half, _, _ = half.step(token, torch.tensor([prompt.shape[1]]))
     torch.testing.assert_close(step_half, step_full, atol=0.1, rtol=0.05)
+
+
+def test_stream_chunks_concatenate_to_the_full_decode(fixture) -> None:
+    from gpt_sovits_train.interchange.t2s_decode import stream_chunks
+
+    options = {"top_k": 1, "top_p": 1.0, "temperature": 1.0, "repetition_penalty": 1.35, "early_stop_num": 19}
+    chunks = list(stream_chunks(CachedT2S(_weights(fixture), heads=4), *_inputs(fixture), (3, 8), **options))
+    assert [c.numel() for c in chunks] == [3, 8, 8, 1]
+    assert torch.cat(chunks).tolist() == fixture["output.greedy_rp135.new_ids"][0].tolist()
