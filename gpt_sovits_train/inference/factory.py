@@ -48,7 +48,16 @@ def build_gpt_generate(gpt_cfg: Any, device: torch.device) -> GenerateFn:
     backend = gpt_cfg.get("backend", "cached")
     if backend == "network":
         network = load_network(instantiate(gpt_cfg["net"]), gpt_cfg["checkpoint"], "gpt").to(device)
-        return gpt_generate_fn(network)
+        if hasattr(network, "infer_panel"):
+            return gpt_generate_fn(network)
+        # Networks without their own sampler decode through the cached KV decoder on their (v2-keyed) weights.
+        from gpt_sovits_train.interchange.t2s_decode import CachedT2S
+
+        heads = int(gpt_cfg.get("heads") or network.cfg.num_heads)
+        decoder = CachedT2S(network.state_dict(), heads)
+        generate = graph_generate_fn(decoder)
+        generate.decoder = decoder  # type: ignore[attr-defined]
+        return generate
     if backend == "onnx":
         from gpt_sovits_train.interchange.t2s_decode import OnnxGenerator
 

@@ -56,3 +56,29 @@ def load_network(network: nn.Module, path: str | Path, kind: str) -> nn.Module:
     ignore = (POSTERIOR_ENCODER_PREFIX,) if kind == "sovits" else ()
     load_weights_strict(network, weights, ignore_prefixes=ignore)
     return network.eval()
+
+
+def gpt_config_from_v2(config: dict) -> dict:
+    """Keyword arguments for ``models.gpt.GPTConfig`` from the ``model`` section of a v2 s1 config."""
+    model = config.get("model", config)
+    hidden = int(model["hidden_dim"])
+    return {
+        "phoneme_vocab_size": int(model["phoneme_vocab_size"]),
+        "vocab_size": int(model["vocab_size"]),
+        "embedding_dim": int(model["embedding_dim"]),
+        "hidden_dim": hidden,
+        "num_heads": int(model["head"]),
+        "num_layers": int(model["n_layer"]),
+        "ffn_dim": 4 * hidden,  # v2 ignores linear_units: the FFN is always 4x hidden
+    }
+
+
+def gpt_network_from_v2(path: str | Path) -> nn.Module:
+    """Build our GPT network sized by a v2 ``.ckpt``'s own config and load its weights."""
+    from gpt_sovits_train.interchange.gpt_sovits_v2 import read_gpt_v2
+    from gpt_sovits_train.models.gpt.model import GPTConfig, Text2SemanticModel
+
+    checkpoint = read_gpt_v2(path)
+    network = Text2SemanticModel(GPTConfig(**gpt_config_from_v2(checkpoint.config)))
+    load_weights_strict(network, checkpoint.weights)
+    return network.eval()

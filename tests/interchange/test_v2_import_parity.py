@@ -87,3 +87,29 @@ def test_sovits_pth_import_reproduces_reference_outputs(ref_dir: Path, tmp_path:
             speed=1,
         )
     torch.testing.assert_close(wav, tensors["output.decode.wav"], **_tolerance(meta, "output.decode.wav"))
+
+
+def test_gpt_ckpt_import_into_our_network_reproduces_teacher_forced_logits(ref_dir: Path, tmp_path: Path) -> None:
+    model_module = pytest.importorskip("gpt_sovits_train.models.gpt.model", reason="models.gpt not available")
+    from gpt_sovits_train.inference.loading import gpt_network_from_v2
+
+    tensors, meta = _fixture(ref_dir, "tiny_t2s")
+    weights = {k[7:]: v for k, v in tensors.items() if k.startswith("weight.")}
+    network = gpt_network_from_v2(write_gpt_v2(weights, meta["config"], tmp_path / "tiny-e1.ckpt"))
+    assert isinstance(network, model_module.Text2SemanticModel)
+    prompt, target = tensors["input.tf.prompt_semantic"], tensors["input.tf.target_semantic"]
+    semantic = torch.cat([prompt, target], dim=1)
+    with torch.no_grad():
+        logits, targets = network.teacher_forced(
+            tensors["input.tf.phoneme_ids"],
+            tensors["input.tf.phoneme_len"],
+            semantic,
+            torch.tensor([semantic.shape[1]]),
+            tensors["input.tf.bert_feature"],
+            compat_v2=True,
+        )
+    assert torch.equal(targets, tensors["output.tf.targets"])
+    torch.testing.assert_close(logits, tensors["output.tf.logits"], **_tolerance(meta, "output.tf.logits"))
+    # Round trip: our network's weights → v2 file → identical tensors.
+    again = read_gpt_v2(write_gpt_v2(network.state_dict(), meta["config"], tmp_path / "again.ckpt"))
+    assert all(torch.equal(again.weights[k], v) for k, v in network.state_dict().items())
