@@ -199,7 +199,9 @@ class Text2SemanticModel(nn.Module):
             raise ValueError(
                 f"bert_feature must be [B, {BERT_DIM}, P] with P={phoneme_ids.shape[1]}, got {tuple(bert_feature.shape)}"
             )
-        x = self.ar_text_embedding(phoneme_ids) + self.bert_proj(bert_feature.transpose(1, 2).to(self.bert_proj.weight.dtype))
+        x = self.ar_text_embedding(phoneme_ids) + self.bert_proj(
+            bert_feature.transpose(1, 2).to(self.bert_proj.weight.dtype)
+        )
         return self.ar_text_position(x)
 
     def embed_semantic(self, semantic_ids: torch.Tensor, offset: int | torch.Tensor = 0) -> torch.Tensor:
