@@ -197,7 +197,7 @@ class Text2SemanticModel(nn.Module):
         """Phoneme embedding + projected BERT ``[B,1024,P]`` + scaled positions → ``[B,P,D]``."""
         if bert_feature.shape[1] != BERT_DIM or bert_feature.shape[-1] != phoneme_ids.shape[1]:
             raise ValueError(
-                f"bert_feature must be [B, {BERT_DIM}, P] with P={phoneme_ids.shape[1]}, got {tuple(bert_feature.shape)}"
+                f"bert_feature must be [B, {BERT_DIM}, P], P={phoneme_ids.shape[1]}; got {tuple(bert_feature.shape)}"
             )
         x = self.ar_text_embedding(phoneme_ids) + self.bert_proj(
             bert_feature.transpose(1, 2).to(self.bert_proj.weight.dtype)
@@ -259,7 +259,7 @@ def load_v2_state_dict(model: Text2SemanticModel, state: dict[str, torch.Tensor]
 
 
 def load_v2_ckpt(model: Text2SemanticModel, path: str) -> dict:
-    """Load an official GPT-SoVITS v2 ``.ckpt`` (``{"weight", "config", "info"}``) into ``model``; returns its config."""
+    """Load an official v2 GPT ``.ckpt`` (``{"weight", "config", "info"}``) into ``model``; returns its config."""
     blob = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(blob, dict) or "weight" not in blob:
         raise ValueError(f"{path} is not a GPT-SoVITS GPT checkpoint: expected a dict with a 'weight' entry")

@@ -211,11 +211,8 @@ class KVDecoder:
         steps: list[torch.Tensor] = []
         kept: list[torch.Tensor] = []
         raw: list[torch.Tensor] = []
-        step = -1
-        for step, (tokens, appended, logits) in enumerate(
-            self.iterate(
-                phoneme_ids, phoneme_lens, bert_feature, prompt, prompt_lens, options, generator, record_logits
-            )
+        for tokens, appended, logits in self.iterate(
+            phoneme_ids, phoneme_lens, bert_feature, prompt, prompt_lens, options, generator, record_logits
         ):
             steps.append(tokens)
             kept.append(appended)
@@ -224,7 +221,7 @@ class KVDecoder:
         appended = torch.stack(kept, 1)
         lengths = appended.sum(1)
         eos_hit = lengths < options.max_new_tokens
-        return DecodeOutput(torch.stack(steps, 1), lengths, eos_hit, step, raw if record_logits else None)
+        return DecodeOutput(torch.stack(steps, 1), lengths, eos_hit, len(steps) - 1, raw if record_logits else None)
 
     def stream(
         self,
