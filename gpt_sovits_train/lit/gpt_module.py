@@ -1,0 +1,193 @@
+"""LightningModule for the GPT stage: next-semantic-token training on v2-format batches.
+
+Training logic only; the network is ``models.gpt.Text2SemanticModel`` (``net``), built by Hydra from
+``conf/model/gpt/<preset>.yaml``. Batches follow docs/design.md (phonemes right-padded with 0, semantic ids
+right-padded with EOS 1024, BERT zero-padded).
+
+Optimizer choice: AdamW with linear warmup then cosine decay (``warmup_cosine``). v2 trains with ScaledAdam at a
+0.01 peak; ScaledAdam's update scale does not carry over to AdamW, so the defaults use an AdamW-sized peak (see
+``conf/model/gpt.yaml``) with the same warmup→decay shape as v2's schedule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+
+from gpt_sovits_train.models.gpt.losses import (
+    make_rejected_semantic,
+    reference_free_dpo,
+    sequence_log_probs,
+    summed_cross_entropy,
+    top_k_accuracy,
+)
+from gpt_sovits_train.models.gpt.model import Text2SemanticModel, load_v2_ckpt
+
+REQUIRED_KEYS = ("phoneme_ids", "phoneme_ids_len", "bert_feature", "semantic_ids", "semantic_ids_len")
+
+
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer,
+    warmup_steps: int = 2000,
+    total_steps: int = 40000,
+    start_factor: float = 1e-3,
+    end_factor: float = 1e-2,
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """LR × factor: linear from ``start_factor`` to 1 over ``warmup_steps``, cosine down to ``end_factor`` at
+    ``total_steps``, flat afterwards (v2's shape: 1e-5 → 1e-2 → 1e-4 relative to a 1e-2 peak)."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return start_factor + (1.0 - start_factor) * step / max(1, warmup_steps)
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return end_factor + (1.0 - end_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class GPTModule(pl.LightningModule):
+    """Teacher-forced training of the text-to-semantic transformer.
+
+    Args:
+        net: the network (Hydra builds it from ``model.net``).
+        optimizer: ``_partial_`` optimizer factory taking the parameters.
+        scheduler: ``_partial_`` scheduler factory taking the optimizer, or None; stepped every optimizer step.
+        init_from: official GPT-SoVITS v2 ``.ckpt`` (or one of ours) to fine-tune from; loaded strictly.
+        compat_v2: reproduce the reference's training quirks (left-padding text mask on right-padded data,
+            padded targets counted as EOS in the summed loss). Off = correct masking, padding ignored.
+        accuracy_top_k: k of the logged top-k accuracy (v2 logs top-3, ignoring EOS targets).
+        dpo: add v2's reference-free DPO term against a corrupted copy of each target sequence.
+        dpo_beta: DPO temperature (v2: 0.2).
+        loss_normalization: "sum" (v2: summed CE, longer utterances weigh more) or "token" (mean per target).
+    """
+
+    def __init__(
+        self,
+        net: Text2SemanticModel,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        init_from: str | None = None,
+        compat_v2: bool = False,
+        accuracy_top_k: int = 3,
+        dpo: bool = False,
+        dpo_beta: float = 0.2,
+        loss_normalization: str = "sum",
+    ) -> None:
+        super().__init__()
+        if loss_normalization not in ("sum", "token"):
+            raise ValueError(f"loss_normalization must be 'sum' or 'token', got {loss_normalization!r}")
+        self.save_hyperparameters(ignore=["net"])
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        if init_from:
+            load_v2_ckpt(self.net, init_from)
+
+    @staticmethod
+    def tokens_in_batch(batch: dict[str, torch.Tensor]) -> int:
+        """Phonemes read plus semantic tokens predicted (each row's tokens and its EOS): for tokens/s."""
+        return int(batch["phoneme_ids_len"].sum() + batch["semantic_ids_len"].sum() + batch["semantic_ids_len"].numel())
+
+    def _check(self, batch: dict[str, torch.Tensor]) -> None:
+        missing = [k for k in REQUIRED_KEYS if k not in batch]
+        if missing:
+            raise KeyError(f"GPT batch lacks {missing}; expected the docs/design.md GPT batch from GPTDataModule")
+
+    def _forward(self, batch: dict[str, torch.Tensor], semantic: torch.Tensor, semantic_lens: torch.Tensor):
+        return self.net.teacher_forced(
+            batch["phoneme_ids"],
+            batch["phoneme_ids_len"],
+            semantic,
+            semantic_lens,
+            batch["bert_feature"],
+            compat_v2=self.hparams.compat_v2,
+        )
+
+    def compute_losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """CE (and DPO) loss plus accuracy for one batch; ``loss`` is what gets optimized."""
+        self._check(batch)
+        logits, targets = self._forward(batch, batch["semantic_ids"], batch["semantic_ids_len"])
+        ce = summed_cross_entropy(logits, targets)
+        counted = (targets != -100).sum().clamp(min=1)
+        out = {
+            "ce": ce,
+            "ce_per_token": ce.detach() / counted,
+            "acc": top_k_accuracy(logits.detach(), targets, self.hparams.accuracy_top_k, self.net.eos),
+            "acc_top1": top_k_accuracy(logits.detach(), targets, 1, self.net.eos),
+        }
+        loss = ce if self.hparams.loss_normalization == "sum" else ce / counted
+        if self.hparams.dpo:
+            rejected, rejected_lens = make_rejected_semantic(
+                batch["semantic_ids"], batch["semantic_ids_len"], self.net.eos
+            )
+            rejected_logits, rejected_targets = self._forward(batch, rejected, rejected_lens)
+            out["dpo"] = reference_free_dpo(
+                sequence_log_probs(logits, targets),
+                sequence_log_probs(rejected_logits, rejected_targets),
+                self.hparams.dpo_beta,
+            )
+            loss = loss + out["dpo"]
+        out["loss"] = loss
+        return out
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        out = self.compute_losses(batch)
+        size = batch["phoneme_ids"].shape[0]
+        self.log("train/loss", out["loss"], prog_bar=True, batch_size=size)
+        self.log("train/ce_per_token", out["ce_per_token"], batch_size=size)
+        self.log(f"train/acc_top{self.hparams.accuracy_top_k}", out["acc"], prog_bar=True, batch_size=size)
+        self.log("train/acc_top1", out["acc_top1"], batch_size=size)
+        if "dpo" in out:
+            self.log("train/dpo", out["dpo"], batch_size=size)
+        self.log("train/tokens", float(self.tokens_in_batch(batch)), reduce_fx="sum", batch_size=size)
+        if self.trainer is not None and self.trainer.optimizers:
+            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=size)
+        return out["loss"]
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        out = self.compute_losses(batch)
+        size = batch["phoneme_ids"].shape[0]
+        self.log("val/loss", out["loss"], prog_bar=True, sync_dist=True, batch_size=size)
+        self.log("val/ce_per_token", out["ce_per_token"], sync_dist=True, batch_size=size)
+        self.log(f"val/acc_top{self.hparams.accuracy_top_k}", out["acc"], sync_dist=True, batch_size=size)
+        self.log("val/acc_top1", out["acc_top1"], sync_dist=True, batch_size=size)
+
+    def generate_for_validation(self, batch: dict[str, torch.Tensor], max_new_tokens: int = 500) -> list[torch.Tensor]:
+        """Free-running semantic tokens for each row (greedy, whole row as text, no prompt).
+
+        Hook for the audio-logging callback: it turns these tokens into audio through a SoVITS checkpoint.
+        """
+        from gpt_sovits_train.models.gpt.sampling import KVDecoder, SamplingOptions
+
+        was_training = self.net.training
+        self.net.eval()
+        try:
+            out = KVDecoder(self.net).generate(
+                batch["phoneme_ids"],
+                batch["bert_feature"],
+                phoneme_lens=batch["phoneme_ids_len"],
+                options=SamplingOptions(greedy=True, max_new_tokens=max_new_tokens),
+            )
+        finally:
+            self.net.train(was_training)
+        return [out.row(i) for i in range(out.tokens.shape[0])]
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=self.net.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def state_dict_v2(self) -> dict[str, torch.Tensor]:
+        """Network weights under v2 ``.ckpt`` names (``model.`` prefix), for export to GPT-SoVITS."""
+        return {f"model.{k}": v for k, v in self.net.state_dict().items()}
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
