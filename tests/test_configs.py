@@ -20,8 +20,14 @@ from gpt_sovits_train.training.instantiate import instantiate_callbacks, instant
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
-MODELS_LANDED = all((CONF / "model" / f"{stage}.yaml").is_file() for stage in ("gpt", "sovits"))
-needs_models = pytest.mark.skipif(not MODELS_LANDED, reason="conf/model/{gpt,sovits}.yaml not in the tree yet")
+needs_models = pytest.mark.skipif(not (CONF / "model" / "gpt.yaml").is_file(),
+                                  reason="conf/model/gpt.yaml (the default stage) not in the tree yet")
+
+
+def stages() -> list:
+    return [pytest.param(s, marks=pytest.mark.skipif(not (CONF / "model" / f"{s}.yaml").is_file(),
+                                                     reason=f"conf/model/{s}.yaml not in the tree yet"))
+            for s in ("gpt", "sovits")]
 
 
 def options(group: str) -> list[str]:
@@ -75,7 +81,7 @@ def test_launcher_composes(launcher, tmp_path):
 
 
 @needs_models
-@pytest.mark.parametrize("stage", ["gpt", "sovits"])
+@pytest.mark.parametrize("stage", stages())
 def test_data_follows_model(stage, tmp_path):
     cfg = compose_train([f"model={stage}"], tmp_path)
     assert cfg.hydra.runtime.choices["data"] == stage
@@ -103,7 +109,7 @@ def test_trainer_callbacks_loggers_instantiate(trainer, logger, tmp_path):
 
 
 @needs_models
-@pytest.mark.parametrize("stage", ["gpt", "sovits"])
+@pytest.mark.parametrize("stage", stages())
 def test_tiny_presets_instantiate_model_and_datamodule(stage, tmp_path):
     cfg = compose_train([f"model={stage}", f"model/{stage}@model.net=tiny"], tmp_path)
     model = hydra.utils.instantiate(cfg.model)
