@@ -17,7 +17,7 @@ from typing import Any
 import hydra
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
@@ -104,6 +104,19 @@ def finish_wandb_run() -> None:
         wandb.finish()
 
 
+def save_final_checkpoint(trainer: pl.Trainer) -> None:
+    """Make ``last.ckpt`` hold the final weights even when ``max_steps`` ended between periodic saves, so the
+    weights a run reports are the ones on disk (and a longer ``max_steps`` resumes from the true end)."""
+    checkpointer = next((cb for cb in trainer.checkpoint_callbacks
+                         if isinstance(cb, ModelCheckpoint) and cb.save_last and cb.dirpath), None)
+    if checkpointer is None or checkpointer._last_global_step_saved == trainer.global_step:
+        return
+    path = Path(checkpointer.dirpath) / f"{checkpointer.CHECKPOINT_NAME_LAST}{checkpointer.FILE_EXTENSION}"
+    trainer.save_checkpoint(str(path))
+    checkpointer.last_model_path = str(path)
+    checkpointer._last_global_step_saved = trainer.global_step
+
+
 def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
     """Instantiate datamodule, model and trainer (with callbacks and loggers) from a composed ``train`` config."""
     if cfg.get("seed") is not None:
@@ -114,6 +127,9 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, 
     model = hydra.utils.instantiate(cfg.model)
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     loggers = instantiate_loggers(cfg.get("logger"))
+    if not loggers and any(isinstance(cb, LearningRateMonitor) for cb in callbacks):
+        log.info("logger=null: dropping the learning-rate monitor (it has nowhere to log)")
+        callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return datamodule, model, trainer
 
@@ -137,6 +153,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     preemption = next((cb for cb in trainer.callbacks if isinstance(cb, PreemptionCheckpoint)), None)
     if preemption is not None and preemption.saved_path is not None:
         status = "preempted"
+    if status == "finished" and not trainer.interrupted:
+        save_final_checkpoint(trainer)
     best, last = _checkpoint_paths(trainer)
     result = {
         "status": status,
