@@ -112,7 +112,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Read a checkpoint safely: safetensors directly, torch pickles with ``weights_only=True``.
 
     SoVITS ``HParams`` configs come back as :class:`V2HParams`; call :func:`plain` to turn them into dicts.
-    Raises :class:`UnsafeCheckpointError` when the pickle references anything outside torch's allow-list.
+    Parts of Lightning checkpoints that inference never uses (``hyper_parameters`` holding optimizer partials, loop
+    and callback state) may reference other globals: those are read as inert placeholders, never called, and
+    dropped. Raises :class:`UnsafeCheckpointError` when anything else would need code.
     """
     path = Path(path)
     if not path.is_file():
@@ -122,16 +124,21 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             return dict(load_safetensors(str(path), device=str(map_location)))
         except Exception as error:  # safetensors raises its own SafetensorError type
             raise CheckpointReadError(f"{path} is not a valid safetensors file: {error}") from error
-    buffer = io.BytesIO(_torch_bytes(path))
+    raw = _torch_bytes(path)
     try:
         with torch.serialization.safe_globals([(V2HParams, HPARAMS_PICKLE_NAME)]):
-            loaded = torch.load(buffer, map_location=map_location, weights_only=True)
+            loaded = torch.load(io.BytesIO(raw), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        raise UnsafeCheckpointError(
-            f"refused to load {path}: it contains pickled Python objects that are not plain weights "
-            f"({_unsupported_reason(error)}). Loading it could execute code. If you trust its origin, convert it "
-            "to safetensors in an isolated environment and load that instead."
-        ) from error
+        try:
+            return _load_inert(raw, path, map_location, error)
+        except UnsafeCheckpointError:
+            raise
+        except Exception as inert_error:  # the inert pass failed for another reason: report the original refusal
+            raise UnsafeCheckpointError(
+                f"refused to load {path}: it contains pickled Python objects that are not plain weights "
+                f"({_unsupported_reason(error)}). Loading it could execute code. If you trust its origin, convert "
+                "it to safetensors in an isolated environment and load that instead."
+            ) from inert_error
     except (RuntimeError, EOFError, ValueError, KeyError) as error:
         raise CheckpointReadError(
             f"cannot read {path} as a torch checkpoint ({error}); the file is corrupt, truncated or not a checkpoint"
@@ -139,6 +146,84 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(loaded, Mapping):
         raise CheckpointReadError(f"{path} holds a {type(loaded).__name__}, expected a dict of weights/config")
     return dict(loaded)
+
+
+# Parts of a Lightning checkpoint that inference never needs; they may legitimately hold pickled callables
+# (``functools.partial`` optimizer factories from Hydra ``_partial_`` configs in ``hyper_parameters``).
+IGNORABLE_KEYS = frozenset(
+    {"hyper_parameters", "datamodule_hyper_parameters", "callbacks", "loops", "optimizer_states", "lr_schedulers"}
+)
+
+
+class _Inert:
+    """Placeholder for a pickled global outside the allow-list: records what was asked for, never runs it."""
+
+    pickled_name = "?"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _Inert:
+        # A pickle may call what a placeholder stands for (e.g. ``getattr(obj, "append")("x")``): stay inert.
+        return type(self)(*args)
+
+    def __repr__(self) -> str:
+        return f"<not loaded: {self.pickled_name}>"
+
+
+class _InertUnpickler(pickle.Unpickler):
+    """Resolves only torch's weights-only allow-list; every other global becomes an inert :class:`_Inert` subclass."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        full = f"{module}.{name}"
+        allowed = _allowed_globals()
+        if full in allowed:
+            return allowed[full]
+        return type(name, (_Inert,), {"pickled_name": full})
+
+
+def _allowed_globals() -> dict[str, Any]:
+    from torch._weights_only_unpickler import _get_allowed_globals
+
+    return {**_get_allowed_globals(), HPARAMS_PICKLE_NAME: V2HParams}
+
+
+class _InertPickleModule:
+    Unpickler = _InertUnpickler
+    Pickler = pickle.Pickler
+    __name__ = "pickle"
+
+
+def _inert_paths(value: Any, path: str = "") -> list[str]:
+    """Where inert placeholders sit inside a loaded object (dotted key paths)."""
+    if isinstance(value, _Inert):
+        return [path or "<root>"]
+    if isinstance(value, Mapping):
+        return [p for k, v in value.items() for p in _inert_paths(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, (list, tuple)):
+        return [p for i, v in enumerate(value) for p in _inert_paths(v, f"{path}[{i}]")]
+    return []
+
+
+def _load_inert(raw: bytes, path: Path, map_location: Any, first_error: Exception) -> dict[str, Any]:
+    """Second chance for checkpoints whose *unneeded* parts hold callables: load them as inert placeholders,
+    drop those parts, and refuse if anything else would have needed code."""
+    loaded = torch.load(
+        io.BytesIO(raw), map_location=map_location, weights_only=False, pickle_module=_InertPickleModule
+    )
+    if not isinstance(loaded, Mapping):
+        raise CheckpointReadError(f"{path} holds a {type(loaded).__name__}, expected a dict of weights/config")
+    blocked = [p for p in _inert_paths(loaded) if p.split(".")[0].split("[")[0] not in IGNORABLE_KEYS]
+    if blocked:
+        raise UnsafeCheckpointError(
+            f"refused to load {path}: {', '.join(blocked[:5])} would need pickled code to load "
+            f"({_unsupported_reason(first_error)}). Loading it could execute code; nothing was executed. If you "
+            "trust its origin, convert it to safetensors in an isolated environment and load that instead."
+        ) from first_error
+    return {k: v for k, v in loaded.items() if not _inert_paths(v)}
 
 
 def plain(value: Any) -> Any:

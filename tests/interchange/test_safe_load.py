@@ -110,3 +110,25 @@ def test_safetensors_load(tmp_path: Path) -> None:
     bad.write_bytes(b"not really")
     with pytest.raises(CheckpointReadError):
         load_checkpoint(bad)
+
+
+def test_lightning_checkpoint_with_partial_hparams_loads_weights_only(tmp_path: Path) -> None:
+    """Our Lightning checkpoints keep Hydra ``_partial_`` optimizers in hyper_parameters: read, never run, dropped."""
+    import functools
+
+    path = tmp_path / "last.ckpt"
+    weights = {"net.w": torch.ones(3)}
+    hparams = {"optimizer": functools.partial(torch.optim.AdamW, lr=1e-3), "payload": _CodeInPickle()}
+    torch.save({"state_dict": weights, "hyper_parameters": hparams, "epoch": 1}, path)
+    loaded = load_checkpoint(path)
+    assert set(loaded) == {"state_dict", "epoch"}
+    assert torch.equal(loaded["state_dict"]["net.w"], torch.ones(3))
+    assert SIDE_EFFECTS == []
+
+
+def test_code_inside_weights_is_still_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bad.ckpt"
+    torch.save({"state_dict": {"net.w": _CodeInPickle()}, "hyper_parameters": {}}, path)
+    with pytest.raises(UnsafeCheckpointError, match=r"state_dict\.net\.w"):
+        load_checkpoint(path)
+    assert SIDE_EFFECTS == []
