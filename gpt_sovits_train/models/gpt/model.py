@@ -250,6 +250,22 @@ class Text2SemanticModel(nn.Module):
             hidden = torch.cat([hidden.gather(1, last_text), hidden[:, p:]], dim=1)
         return self.ar_predict_layer(hidden), targets
 
+    def generate(
+        self, phoneme_ids: torch.Tensor, bert_feature: torch.Tensor, prompt: torch.Tensor | None = None, **kwargs
+    ):
+        """KV-cache decoding; see :meth:`gpt_sovits_train.models.gpt.sampling.KVDecoder.generate`."""
+        from gpt_sovits_train.models.gpt.sampling import KVDecoder
+
+        return KVDecoder(self).generate(phoneme_ids, bert_feature, prompt, **kwargs)
+
+    def stream(
+        self, phoneme_ids: torch.Tensor, bert_feature: torch.Tensor, prompt: torch.Tensor | None = None, **kwargs
+    ):
+        """Chunked batch-1 decoding; see :meth:`gpt_sovits_train.models.gpt.sampling.KVDecoder.stream`."""
+        from gpt_sovits_train.models.gpt.sampling import KVDecoder
+
+        return KVDecoder(self).stream(phoneme_ids, bert_feature, prompt, **kwargs)
+
 
 def load_v2_state_dict(model: Text2SemanticModel, state: dict[str, torch.Tensor]) -> None:
     """Strictly load v2 GPT weights (with or without the ``model.`` prefix of official ``.ckpt`` files)."""
