@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
@@ -99,3 +100,25 @@ def test_v2_files_import_to_safetensors(ref_dir: Path, tmp_path: Path) -> None:
         ours = load_file(str(written[f"{kind}_safetensors"]))
         assert set(ours) == set(original)
         assert all(torch.equal(ours[k], v) for k, v in original.items())
+
+
+def test_gpt_module_checkpoint_round_trip(tmp_path: Path) -> None:
+    """A GPTModule checkpoint (optimizer partial in hyper_parameters) → v2 .ckpt → back into a network: identical."""
+    import functools
+
+    lit = pytest.importorskip("gpt_sovits_train.lit.gpt_module", reason="lit.gpt_module not available")
+    from gpt_sovits_train.inference.loading import gpt_network_from_v2
+    from gpt_sovits_train.interchange.export import export_models
+    from gpt_sovits_train.models.gpt import GPTConfig, Text2SemanticModel
+
+    net = Text2SemanticModel(GPTConfig(embedding_dim=64, hidden_dim=64, num_heads=4, num_layers=2, ffn_dim=256))
+    with torch.no_grad():  # float16-representable values so the float16 v2 file holds them exactly
+        for tensor in net.state_dict().values():
+            tensor.copy_(tensor.half().float())
+    module = lit.GPTModule(net, optimizer=functools.partial(torch.optim.AdamW, lr=1e-3))
+    checkpoint = tmp_path / "last.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "epoch": 3}, checkpoint)
+    written = export_models(tmp_path / "out", "mine", gpt_checkpoint=checkpoint, gpt_heads=4, formats=("v2",))
+    back = gpt_network_from_v2(written["gpt_v2"])
+    for key, value in net.state_dict().items():
+        assert torch.equal(back.state_dict()[key], value), key
