@@ -191,6 +191,7 @@ class CloneWorkflow:
             f"model={stage}",
             f"data.shards={shards}",
             f"paths.output_dir={self.work_dir / ('train_' + stage)}",
+            f"paths.work_dir={Path.cwd()}",  # not ${hydra:runtime.cwd}: also works outside a Hydra app
             *(f"{key}={path}" for key, path in recipe.get("init", {}).items() if path),
             *recipe.overrides,
         ]

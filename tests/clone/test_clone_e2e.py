@@ -28,13 +28,18 @@ def _training_available() -> bool:
     return have_modules and (CONF / "model" / "gpt.yaml").is_file() and (CONF / "model" / "sovits.yaml").is_file()
 
 
+def hydra_list(items: list[str]) -> str:
+    """A Hydra list override value; each item quoted because it holds '=', '/' or '~'."""
+    return "[" + ",".join(f"'{item}'" for item in items) + "]"
+
+
 def stage_recipe(stage: str) -> str:
     """Tiny network, a handful of steps, no W&B, no progress bars: a smoke-sized few-shot run."""
-    return "[" + ",".join([
+    return hydra_list([
         f"model/{stage}@model.net=tiny", "trainer=cpu", "trainer.max_steps=4", "trainer.max_epochs=-1",
         "logger=csv", "trainer.enable_progress_bar=false", "~callbacks.progress_bar", "data.num_workers=0",
         "trainer.log_every_n_steps=1",
-    ]) + "]"
+    ])
 
 
 @pytest.mark.slow
@@ -45,10 +50,10 @@ def test_clone_demo_speaker_end_to_end(tmp_path: Path, raw_recording) -> None:
 
     recording, texts = raw_recording
     models = make_all(tmp_path / "random_models", seed=0)
-    prepare = "[" + ",".join([
+    prepare = hydra_list([
         "prepare/features@features=random_init", f"random_models={tmp_path / 'random_models'}", "progress=false",
         "split.val_min_per_speaker=1", "shards.utterances_per_chunk=64",
-    ]) + "]"
+    ])
     cfg = compose_config("clone", [
         "voice_name=ava", f"inputs=[{recording}]", f"work_dir={tmp_path / 'ava'}", f"paths.output_dir={tmp_path}",
         "clone/asr=pocketsphinx", "clone/denoise=spectral_gate",
