@@ -145,7 +145,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     fit_model: Any = torch.compile(model) if cfg.get("compile", False) else model
     status = "finished"
     try:
-        trainer.fit(fit_model, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.get("ckpt_path")))
+        trainer.fit(fit_model, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.get("ckpt_path")),
+                    weights_only=bool(cfg.get("ckpt_weights_only", False)))
     except SIGTERMException:
         status = "preempted"
     finally:
