@@ -1,6 +1,7 @@
 """DDP scaling efficiency of the GPT-stage training step: 1 process vs N processes (gloo on CPU, NCCL on GPU).
 
-Each process runs the real ``GPTModule.training_step`` (tiny preset unless ``preset`` says otherwise) on a fixed
+Each process runs the real ``GPTModule.compute_losses`` — the loss its ``training_step`` optimizes — (tiny
+preset unless ``preset`` says otherwise) on a fixed
 batch in the design's GPT batch format, inside ``DistributedDataParallel`` — the same wrapping Lightning uses —
 with AdamW steps. Efficiency = throughput(N) / (N × throughput(1)), from steady-state steps only (warm-up and
 process start-up excluded). On a shared 2-core CPU machine two processes compete for the same cores, so the
@@ -56,15 +57,15 @@ def synthetic_gpt_batch(batch_size: int, phonemes: int, semantic: int, seed: int
 
 
 class _TrainingStepModule(torch.nn.Module):
-    """Routes ``forward`` to ``training_step`` so DDP's gradient hooks see it (as Lightning's wrapper does)."""
+    """Routes ``forward`` to the module's loss so DDP's gradient hooks see it (as Lightning's wrapper does with
+    ``training_step``; the step itself logs through a Trainer, which this benchmark does not run)."""
 
     def __init__(self, module: torch.nn.Module) -> None:
         super().__init__()
         self.module = module
 
     def forward(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        out = self.module.training_step(batch, batch_idx)
-        return out["loss"] if isinstance(out, dict) else out
+        return self.module.compute_losses(batch)["loss"]
 
 
 def _worker(rank: int, world_size: int, port: int, settings: dict[str, Any], out_dir: str) -> None:
@@ -110,7 +111,8 @@ def _measure(world_size: int, settings: dict[str, Any]) -> float:
             _worker(0, 1, port, settings, out_dir)
         else:
             mp.start_processes(_worker, args=(world_size, port, settings, out_dir), nprocs=world_size,
-                               start_method="spawn")
+                               start_method="spawn" if torch.cuda.is_available() else "fork")
+            # fork (CPU) skips re-importing torch/hydra in the children; CUDA cannot be forked once initialized
         per_rank = [list(map(float, Path(out_dir, f"rank{r}.txt").read_text().split())) for r in range(world_size)]
     step_time = max(sum(t) / len(t) for t in per_rank)  # the slowest rank sets the pace under DDP
     return world_size * settings["batch_size"] / step_time
