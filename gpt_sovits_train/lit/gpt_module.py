@@ -27,6 +27,7 @@ from gpt_sovits_train.models.gpt.losses import (
     top_k_accuracy,
 )
 from gpt_sovits_train.models.gpt.model import Text2SemanticModel, load_v2_ckpt
+from gpt_sovits_train.models.gpt.sampling import KVDecoder, SamplingOptions
 
 REQUIRED_KEYS = ("phoneme_ids", "phoneme_ids_len", "bert_feature", "semantic_ids", "semantic_ids_len")
 
@@ -81,7 +82,8 @@ class GPTModule(pl.LightningModule):
         super().__init__()
         if loss_normalization not in ("sum", "token"):
             raise ValueError(f"loss_normalization must be 'sum' or 'token', got {loss_normalization!r}")
-        self.save_hyperparameters(ignore=["net"])
+        # the network and the optimizer/scheduler factories stay out of hparams: checkpoints must load with weights_only
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -162,8 +164,6 @@ class GPTModule(pl.LightningModule):
 
         Hook for the audio-logging callback: it turns these tokens into audio through a SoVITS checkpoint.
         """
-        from gpt_sovits_train.models.gpt.sampling import KVDecoder, SamplingOptions
-
         was_training = self.net.training
         self.net.eval()
         try:

@@ -122,3 +122,15 @@ def test_batch_without_required_fields_is_rejected():
     del batch["bert_feature"]
     with pytest.raises(KeyError, match="bert_feature"):
         module.compute_losses(batch)
+
+
+def test_lightning_checkpoint_loads_with_weights_only(tmp_path):
+    batch = make_gpt_batch([(4, 5)])
+    module = build_module()
+    run = trainer(max_steps=1)
+    run.fit(module, loader([batch], 1))
+    path = tmp_path / "last.ckpt"
+    run.save_checkpoint(path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    assert state["hyper_parameters"]["compat_v2"] is False
+    assert any(k.startswith("net.h.layers.0.") for k in state["state_dict"])
