@@ -1,0 +1,106 @@
+"""HiFi-GAN multi-period + scale discriminator with GPT-SoVITS v2 state-dict names (`discriminators.N.*`).
+
+Convolutions use the legacy `torch.nn.utils.weight_norm`, which stores `weight_g`/`weight_v` exactly as the
+official `s2D*.pth` files do, so pretrained discriminators load with no key mapping.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils import spectral_norm, weight_norm
+
+LRELU_SLOPE = 0.1
+
+
+def _norm(use_spectral_norm: bool):
+    return spectral_norm if use_spectral_norm else weight_norm
+
+
+class ScaleDiscriminator(nn.Module):
+    """Raw-waveform discriminator (grouped strided 1-D convs)."""
+
+    def __init__(self, use_spectral_norm: bool = False) -> None:
+        super().__init__()
+        norm = _norm(use_spectral_norm)
+        # (in, out, kernel, stride, groups); padding keeps "same"-style centring as in HiFi-GAN.
+        layout = [
+            (1, 16, 15, 1, 1),
+            (16, 64, 41, 4, 4),
+            (64, 256, 41, 4, 16),
+            (256, 1024, 41, 4, 64),
+            (1024, 1024, 41, 4, 256),
+            (1024, 1024, 5, 1, 1),
+        ]
+        self.convs = nn.ModuleList(norm(nn.Conv1d(i, o, k, s, groups=g, padding=k // 2)) for i, o, k, s, g in layout)
+        self.conv_post = norm(nn.Conv1d(1024, 1, 3, 1, padding=1))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        fmap = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), LRELU_SLOPE)
+            fmap.append(x)
+        x = self.conv_post(x)
+        fmap.append(x)
+        return torch.flatten(x, 1, -1), fmap
+
+
+class PeriodDiscriminator(nn.Module):
+    """Folds the waveform into [T/period, period] and convolves along time, one period column at a time."""
+
+    def __init__(self, period: int, kernel_size: int = 5, stride: int = 3, use_spectral_norm: bool = False) -> None:
+        super().__init__()
+        self.period = period
+        norm = _norm(use_spectral_norm)
+        pad = ((kernel_size - 1) // 2, 0)
+        channels = [1, 32, 128, 512, 1024]
+        convs = [
+            norm(nn.Conv2d(channels[i], channels[i + 1], (kernel_size, 1), (stride, 1), padding=pad)) for i in range(4)
+        ]
+        convs.append(norm(nn.Conv2d(1024, 1024, (kernel_size, 1), 1, padding=pad)))
+        self.convs = nn.ModuleList(convs)
+        self.conv_post = norm(nn.Conv2d(1024, 1, (3, 1), 1, padding=(1, 0)))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        batch, channels, length = x.shape
+        if length % self.period:
+            pad = self.period - length % self.period
+            x = F.pad(x, (0, pad), "reflect")
+            length += pad
+        x = x.view(batch, channels, length // self.period, self.period)
+        fmap = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), LRELU_SLOPE)
+            fmap.append(x)
+        x = self.conv_post(x)
+        fmap.append(x)
+        return torch.flatten(x, 1, -1), fmap
+
+
+class MultiPeriodDiscriminator(nn.Module):
+    """v2 discriminator: one scale discriminator followed by period discriminators (2, 3, 5, 7, 11)."""
+
+    def __init__(
+        self, periods: tuple[int, ...] | list[int] = (2, 3, 5, 7, 11), use_spectral_norm: bool = False
+    ) -> None:
+        super().__init__()
+        discs: list[nn.Module] = [ScaleDiscriminator(use_spectral_norm)]
+        discs += [PeriodDiscriminator(p, use_spectral_norm=use_spectral_norm) for p in periods]
+        self.discriminators = nn.ModuleList(discs)
+
+    def forward(
+        self, real: Tensor, fake: Tensor
+    ) -> tuple[list[Tensor], list[Tensor], list[list[Tensor]], list[list[Tensor]]]:
+        """Scores and feature maps for real and generated waveforms [B, 1, T]."""
+        if real.dim() != 3 or fake.dim() != 3:
+            raise ValueError(f"waveforms must be [B, 1, T]; got {tuple(real.shape)} and {tuple(fake.shape)}")
+        scores_real, scores_fake, fmaps_real, fmaps_fake = [], [], [], []
+        for disc in self.discriminators:
+            score, fmap = disc(real)
+            scores_real.append(score)
+            fmaps_real.append(fmap)
+            score, fmap = disc(fake)
+            scores_fake.append(score)
+            fmaps_fake.append(fmap)
+        return scores_real, scores_fake, fmaps_real, fmaps_fake
