@@ -53,3 +53,8 @@ def kl_loss(z_p: Tensor, logs_q: Tensor, m_p: Tensor, logs_p: Tensor, mask: Tens
     z_p, logs_q, m_p, logs_p, mask = (t.float() for t in (z_p, logs_q, m_p, logs_p, mask))
     kl = logs_p - logs_q - 0.5 + 0.5 * (z_p - m_p) ** 2 * torch.exp(-2.0 * logs_p)
     return torch.sum(kl * mask) / torch.sum(mask)
+
+
+def mel_reconstruction_loss(y_mel: Tensor, y_hat_mel: Tensor) -> Tensor:
+    """Plain L1 between log-mels of the real and generated segment (v2 weights it by c_mel=45 outside)."""
+    return torch.nn.functional.l1_loss(y_hat_mel.float(), y_mel.float())

@@ -9,8 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from gpt_sovits_train.models.sovits.losses import kl_loss
-from gpt_sovits_train.models.sovits.synthesizer import SoVITSGenerator
+from gpt_sovits_train.audio.spectrogram import mel_spectrogram, spec_to_mel
+from gpt_sovits_train.models.sovits.losses import kl_loss, mel_reconstruction_loss
+from gpt_sovits_train.models.sovits.synthesizer import SoVITSGenerator, slice_segments
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +67,31 @@ def test_train_forward_matches_reference(reference):
     _close("output.train.kl_ssl", out.commit_loss.reshape(1), t, tol)
     kl = kl_loss(out.z_p, out.logs_q, out.m_p, out.logs_p, out.y_mask)
     _close("output.train.loss_kl", kl.reshape(1), t, tol)
+
+
+def test_mel_loss_matches_reference(reference):
+    _, t, tol = reference
+    mel = spec_to_mel(t["input.train.spec"])
+    _close("output.train.mel", mel, t, tol)
+    y_mel = slice_segments(mel, t["output.train.ids_slice"], 12)
+    y_hat_mel = mel_spectrogram(t["output.train.y_hat"].squeeze(1))
+    _close("output.train.y_mel", y_mel, t, tol)
+    _close("output.train.y_hat_mel", y_hat_mel, t, tol)
+    _close("output.train.loss_mel", (45 * mel_reconstruction_loss(y_mel, y_hat_mel)).reshape(1), t, tol)
+
+
+def test_full_size_state_dict_matches_v2_manifest(ref_dir):
+    manifest = json.loads((ref_dir / "v2_state_dict_manifest.json").read_text())["models"]["sovits_generator_v2"]
+    expected = {entry["key"]: tuple(entry["shape"]) for entry in manifest["state_dict"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = SoVITSGenerator(
+            **manifest["positional_args"],
+            **{
+                k: v
+                for k, v in manifest["kwargs"].items()
+                if k
+                not in ("n_speakers", "resblock", "n_layers_q", "use_spectral_norm", "semantic_frame_rate", "version")
+            },
+        )
+    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == expected
