@@ -15,9 +15,6 @@ from gpt_sovits_train.inference.factory import graph_generate_fn
 from gpt_sovits_train.inference.loading import network_weights
 from gpt_sovits_train.inference.synthesizer import Synthesizer
 from gpt_sovits_train.interchange.gpt_sovits_v2 import (
-    POSTERIOR_ENCODER_PREFIX,
-    load_weights_strict,
-    read_sovits_v2,
     write_gpt_v2,
     write_sovits_v2,
 )
@@ -40,20 +37,13 @@ def write_tiny_v2_files(reference_dir: str | Path, folder: str | Path) -> dict[s
 
 
 def build_tiny_synthesizer(reference_dir: str | Path, random_models: dict[str, Path], workdir: str | Path):
-    """Tiny end-to-end synthesizer; needs ``gpt_sovits_train.models.sovits.SynthesizerTrn``."""
+    """Tiny end-to-end synthesizer; needs ``gpt_sovits_train.models.sovits``."""
     from gpt_sovits_train.features.bert import ChineseBertExtractor
     from gpt_sovits_train.features.ssl import HubertExtractor
-    from gpt_sovits_train.models.sovits import SynthesizerTrn  # type: ignore[attr-defined]
+    from gpt_sovits_train.inference.loading import sovits_network_from_v2
 
     files = write_tiny_v2_files(reference_dir, workdir)
-    config = read_sovits_v2(files["sovits"]).config
-    network = SynthesizerTrn(
-        config["data"]["filter_length"] // 2 + 1,
-        config["train"]["segment_size"] // config["data"]["hop_length"],
-        n_speakers=config["data"]["n_speakers"],
-        **config["model"],
-    )
-    load_weights_strict(network, network_weights(files["sovits"], "sovits"), (POSTERIOR_ENCODER_PREFIX,))
+    network = sovits_network_from_v2(files["sovits"])
     heads = json.loads((Path(reference_dir) / "tiny_t2s.json").read_text())["config"]["model"]["head"]
     decoder = CachedT2S(network_weights(files["gpt"], "gpt"), heads=heads)
     generate = graph_generate_fn(decoder)

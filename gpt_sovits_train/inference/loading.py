@@ -82,3 +82,32 @@ def gpt_network_from_v2(path: str | Path) -> nn.Module:
     network = Text2SemanticModel(GPTConfig(**gpt_config_from_v2(checkpoint.config)))
     load_weights_strict(network, checkpoint.weights)
     return network.eval()
+
+
+def sovits_network_from_v2_config(config: dict) -> nn.Module:
+    """Build our SoVITS generator from a v2 s2 config (``train``/``data``/``model`` sections).
+
+    Keys the generator does not take (``n_speakers``, ``version``, ``resblock`` …) are v2 bookkeeping and skipped.
+    """
+    import inspect
+
+    from gpt_sovits_train.models.sovits.synthesizer import SoVITSGenerator
+
+    accepted = set(inspect.signature(SoVITSGenerator.__init__).parameters) - {"self"}
+    kwargs = {k: v for k, v in config.get("model", {}).items() if k in accepted}
+    data, train = config.get("data", {}), config.get("train", {})
+    if "filter_length" in data:
+        kwargs["spec_channels"] = int(data["filter_length"]) // 2 + 1
+    if "segment_size" in train and "hop_length" in data:
+        kwargs["segment_size"] = int(train["segment_size"]) // int(data["hop_length"])
+    return SoVITSGenerator(**kwargs)
+
+
+def sovits_network_from_v2(path: str | Path) -> nn.Module:
+    """Build our SoVITS generator sized by a v2 ``.pth``'s own config and load its weights (no ``enc_q``)."""
+    from gpt_sovits_train.interchange.gpt_sovits_v2 import read_sovits_v2
+
+    checkpoint = read_sovits_v2(path)
+    network = sovits_network_from_v2_config(checkpoint.config)
+    load_weights_strict(network, checkpoint.weights, ignore_prefixes=(POSTERIOR_ENCODER_PREFIX,))
+    return network.eval()

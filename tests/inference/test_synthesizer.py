@@ -1,7 +1,7 @@
 """End-to-end synthesis with tiny models: the tiny reference GPT/SoVITS weights loaded from v2 files, random-init
 HuBERT/BERT/ECAPA. Produces a wav carrying the AI-generated metadata and prints the RTF per stage.
 
-Needs ``gpt_sovits_train.models.sovits.SynthesizerTrn``; skipped with that reason until the module provides it.
+Needs ``models.sovits.synthesizer.SoVITSGenerator``; skipped with that reason until the module provides it.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from gpt_sovits_train.inference.synthesizer import Reference, SamplingSettings, 
 
 
 def _sovits_class():
-    module = pytest.importorskip("gpt_sovits_train.models.sovits", reason="models.sovits not available")
-    if not hasattr(module, "SynthesizerTrn"):
-        pytest.skip("gpt_sovits_train.models.sovits does not export SynthesizerTrn yet")
-    return module.SynthesizerTrn
+    module = pytest.importorskip("gpt_sovits_train.models.sovits.synthesizer", reason="models.sovits not available")
+    if not hasattr(module, "SoVITSGenerator"):
+        pytest.skip("gpt_sovits_train.models.sovits has no SoVITSGenerator yet")
+    return module.SoVITSGenerator
 
 
 @pytest.fixture(scope="module")

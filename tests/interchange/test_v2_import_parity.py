@@ -60,19 +60,19 @@ def test_gpt_ckpt_import_reproduces_reference_decode(ref_dir: Path, tmp_path: Pa
 
 
 def test_sovits_pth_import_reproduces_reference_outputs(ref_dir: Path, tmp_path: Path) -> None:
-    sovits_module = pytest.importorskip("gpt_sovits_train.models.sovits", reason="models.sovits not available")
-    if not hasattr(sovits_module, "SynthesizerTrn"):
-        pytest.skip("gpt_sovits_train.models.sovits does not export SynthesizerTrn yet")
+    sovits_module = pytest.importorskip(
+        "gpt_sovits_train.models.sovits.synthesizer", reason="models.sovits not available"
+    )
+    if not hasattr(sovits_module, "SoVITSGenerator"):
+        pytest.skip("gpt_sovits_train.models.sovits has no SoVITSGenerator yet")
     tensors, meta = _fixture(ref_dir, "tiny_sovits")
     weights = {k[7:]: v for k, v in tensors.items() if k.startswith("weight.")}
     path = write_sovits_v2(weights, meta["config"], tmp_path / "tiny_e1_s1.pth")
     imported = read_sovits_v2(path)
     config = imported.config
-    kwargs = {k: v for k, v in config["model"].items()}
-    segment = config["train"]["segment_size"] // config["data"]["hop_length"]
-    network = sovits_module.SynthesizerTrn(
-        config["data"]["filter_length"] // 2 + 1, segment, n_speakers=config["data"]["n_speakers"], **kwargs
-    )
+    from gpt_sovits_train.inference.loading import sovits_network_from_v2_config
+
+    network = sovits_network_from_v2_config(config)
     load_weights_strict(network, imported.weights, ignore_prefixes=(POSTERIOR_ENCODER_PREFIX,))
     network.eval()
     with torch.no_grad():
