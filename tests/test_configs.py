@@ -63,7 +63,10 @@ GROUP_CHOICES = [
 
 @needs_models
 @pytest.mark.parametrize(("group", "option"), GROUP_CHOICES, ids=[f"{g}={o}" for g, o in GROUP_CHOICES])
-def test_train_group_option_composes_and_resolves(group, option, tmp_path):
+def test_train_group_option_composes_and_resolves(group, option, tmp_path, monkeypatch):
+    # v2 fine-tune recipes read the official checkpoint paths from the environment unless overridden
+    for variable in ("GSV_V2_GPT_CKPT", "GSV_V2_S2G", "GSV_V2_S2D"):
+        monkeypatch.setenv(variable, str(tmp_path / f"{variable}.pth"))
     cfg = compose_train([f"{group}={option}"], tmp_path)
     resolved = resolve_without_hydra(cfg)
     assert resolved["trainer"]["_target_"].endswith("Trainer")

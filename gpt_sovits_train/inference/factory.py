@@ -10,8 +10,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 
-from gpt_sovits_train.inference.loading import load_network, network_weights
+from gpt_sovits_train.inference.loading import build_network, gpt_config_from_v2, network_config_beside, network_weights
 from gpt_sovits_train.inference.synthesizer import SEMANTIC_HZ, GenerateFn, SamplingSettings, Synthesizer
+from gpt_sovits_train.interchange.gpt_sovits_v2 import V2FormatError, read_gpt_v2
 
 
 def gpt_generate_fn(gpt: nn.Module) -> GenerateFn:
@@ -42,12 +43,27 @@ def gpt_generate_fn(gpt: nn.Module) -> GenerateFn:
     return generate
 
 
+def gpt_heads(gpt_cfg: Any) -> int:
+    """Attention heads of the GPT checkpoint: ``gpt.heads``, else the run config beside our checkpoint, else the
+    config inside an official v2 ``.ckpt``."""
+    if gpt_cfg.get("heads"):
+        return int(gpt_cfg["heads"])
+    beside = network_config_beside(gpt_cfg["checkpoint"])
+    if beside and beside.get("num_heads"):
+        return int(beside["num_heads"])
+    try:
+        return int(gpt_config_from_v2(read_gpt_v2(gpt_cfg["checkpoint"]).config)["num_heads"])
+    except (V2FormatError, KeyError) as error:
+        checkpoint = gpt_cfg["checkpoint"]
+        raise ValueError(f"set gpt.heads: it is neither in a run config beside nor inside {checkpoint}") from error
+
+
 def build_gpt_generate(gpt_cfg: Any, device: torch.device) -> GenerateFn:
     """GPT stage by ``backend``: ``cached`` (fast KV-cache decoder built from the v2 weights, the default),
     ``onnx`` (ONNX Runtime on ``onnx_dir`` from gst-export), or ``network`` (our GPT network from ``net``)."""
     backend = gpt_cfg.get("backend", "cached")
     if backend == "network":
-        network = load_network(instantiate(gpt_cfg["net"]), gpt_cfg["checkpoint"], "gpt").to(device)
+        network = build_network(gpt_cfg.get("net"), gpt_cfg["checkpoint"], "gpt").to(device)
         if hasattr(network, "infer_panel"):
             return gpt_generate_fn(network)
         # Networks without their own sampler decode through the cached KV decoder on their (v2-keyed) weights.
@@ -65,7 +81,7 @@ def build_gpt_generate(gpt_cfg: Any, device: torch.device) -> GenerateFn:
     if backend == "cached":
         from gpt_sovits_train.interchange.t2s_decode import CachedT2S
 
-        decoder = CachedT2S(network_weights(gpt_cfg["checkpoint"], "gpt"), int(gpt_cfg["heads"]))
+        decoder = CachedT2S(network_weights(gpt_cfg["checkpoint"], "gpt"), gpt_heads(gpt_cfg))
         generate = graph_generate_fn(decoder)
         generate.decoder = decoder  # type: ignore[attr-defined]  # lets streaming pull tokens step by step
         return generate
@@ -76,7 +92,7 @@ def build_synthesizer(cfg: DictConfig | dict[str, Any]) -> Synthesizer:
     """Needs ``gpt.{net,checkpoint}``, ``sovits.{net,checkpoint}``, ``features.{ssl,bert,speaker}``, ``device``."""
     device = torch.device(cfg["device"])
     generate = build_gpt_generate(cfg["gpt"], device)
-    sovits = load_network(instantiate(cfg["sovits"]["net"]), cfg["sovits"]["checkpoint"], "sovits").to(device)
+    sovits = build_network(cfg["sovits"].get("net"), cfg["sovits"]["checkpoint"], "sovits").to(device)
     features = cfg["features"]
     return Synthesizer(
         generate=generate,

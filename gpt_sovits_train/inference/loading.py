@@ -111,3 +111,38 @@ def sovits_network_from_v2(path: str | Path) -> nn.Module:
     network = sovits_network_from_v2_config(checkpoint.config)
     load_weights_strict(network, checkpoint.weights, ignore_prefixes=(POSTERIOR_ENCODER_PREFIX,))
     return network.eval()
+
+
+def network_config_beside(checkpoint: str | Path) -> dict | None:
+    """The ``model.net`` config of the training run that wrote ``checkpoint``, or None.
+
+    ``gst-train`` writes ``resolved_config.yaml`` into its run folder and checkpoints into ``<run>/checkpoints/``,
+    so a checkpoint of ours is enough to rebuild its network: the user need not repeat the preset.
+    """
+    from omegaconf import OmegaConf
+
+    path = Path(checkpoint).resolve()
+    for folder in (path.parent, path.parent.parent):
+        resolved = folder / "resolved_config.yaml"
+        if resolved.is_file():
+            net = OmegaConf.select(OmegaConf.load(resolved), "model.net")
+            return OmegaConf.to_container(net, resolve=True) if net is not None else None
+    return None
+
+
+def build_network(net_cfg: Mapping | None, checkpoint: str | Path, kind: str) -> nn.Module:
+    """Network for ``kind`` with weights loaded: from ``net_cfg`` when given, else from the config of the run
+    that wrote ``checkpoint``, else (official v2 files) from the file's own config."""
+    from hydra.utils import instantiate
+
+    if net_cfg is None:
+        net_cfg = network_config_beside(checkpoint)
+    if net_cfg is not None:
+        return load_network(instantiate(net_cfg), checkpoint, kind)
+    raw = load_checkpoint(Path(checkpoint))
+    if "weight" in raw:
+        return gpt_network_from_v2(checkpoint) if kind == "gpt" else sovits_network_from_v2(checkpoint)
+    raise ValueError(
+        f"cannot tell which {kind} network {checkpoint} holds: no resolved_config.yaml in its run folder and no "
+        f"v2 config inside. Pass {kind}.net=<the model.net node of conf/model/{kind}/<preset>.yaml>."
+    )

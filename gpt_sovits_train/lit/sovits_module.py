@@ -203,4 +203,8 @@ class SoVITSModule(L.LightningModule):
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._check_batch(batch)
         _, _, y_mel, y_hat_mel = self._generator_forward(batch)
-        self.log("val/loss_mel", mel_reconstruction_loss(y_mel, y_hat_mel), batch_size=batch["spec"].shape[0])
+        loss_mel = mel_reconstruction_loss(y_mel, y_hat_mel)
+        size = batch["spec"].shape[0]
+        self.log("val/loss_mel", loss_mel, sync_dist=True, batch_size=size)
+        # the generic name the checkpoint/early-stopping callbacks monitor (conf/callbacks/*: val/loss)
+        self.log("val/loss", loss_mel, sync_dist=True, batch_size=size)

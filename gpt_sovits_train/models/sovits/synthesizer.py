@@ -45,6 +45,19 @@ def slice_segments(x: Tensor, starts: Tensor, size: int) -> Tensor:
     return torch.stack([x[i, :, int(s) : int(s) + size] for i, s in enumerate(starts)])
 
 
+def match_frames(content: Tensor, frames: int) -> Tensor:
+    """Bring 50 Hz content (upsampled 25 Hz codes) to exactly ``frames`` spectrogram frames.
+
+    A clip with an odd number of SSL frames loses one frame to the stride-2 projection, so the upsampled
+    content can be one frame short of the spectrogram (v2 pads SSL by replication in its data loader for the
+    same reason); repeat the last frame, or trim when the content is longer.
+    """
+    missing = frames - content.shape[-1]
+    if missing > 0:
+        content = F.pad(content, (0, missing), mode="replicate")
+    return content[..., :frames]
+
+
 class SoVITSGenerator(nn.Module):
     """v2 generator; constructor arguments follow the `model` section of the v2 s2 config."""
 
@@ -149,7 +162,7 @@ class SoVITSGenerator(nn.Module):
         y_mask = sequence_mask(spec_lengths, spec.shape[2]).unsqueeze(1).to(spec.dtype)
         ge = self.style(spec, y_mask)
         quantized, _, commit = self._quantize(ssl)
-        quantized = F.interpolate(quantized, size=quantized.shape[-1] * 2, mode="nearest")  # 25 Hz -> 50 Hz
+        quantized = match_frames(F.interpolate(quantized, size=quantized.shape[-1] * 2, mode="nearest"), spec.shape[2])
         _, m_p, logs_p, y_mask = self.enc_p(quantized, spec_lengths, text, text_lengths, ge)
         z, m_q, logs_q, y_mask = self.enc_q(spec, spec_lengths, ge, noise=posterior_noise)
         z_p = self.flow(z, y_mask, ge)
