@@ -15,9 +15,11 @@ import time
 from datetime import timedelta
 from typing import Any
 
+import torch
 import torch.distributed as dist
 from lightning.fabric.utilities.seed import reset_seed
 from lightning.pytorch.strategies import DDPStrategy
+from torch.nn.parallel import DistributedDataParallel
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,15 @@ class RendezvousDDPStrategy(DDPStrategy):
         kwargs.setdefault("timeout", timedelta(seconds=collective_timeout_s))
         super().__init__(*args, **kwargs)
         self.rendezvous_timeout_s = float(rendezvous_timeout_s)
+
+    def _setup_model(self, model: torch.nn.Module) -> DistributedDataParallel:
+        """Manual optimization (the SoVITS GAN) back-propagates the discriminator and the generator losses
+        separately, and each backward leaves the other network's parameters untouched: DDP must then look for
+        unused parameters, or its reducer errors out. Automatic optimization keeps the faster default."""
+        module = self.lightning_module
+        if module is not None and not module.automatic_optimization:
+            self._ddp_kwargs["find_unused_parameters"] = True
+        return super()._setup_model(model)
 
     def setup_distributed(self) -> None:
         reset_seed()

@@ -7,7 +7,6 @@ the tiny network presets through ``train(cfg)``, and the inference factory synth
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -18,17 +17,6 @@ import soundfile as sf
 
 from gpt_sovits_train.clone.bundle import load_bundle
 from gpt_sovits_train.clone.workflow import CloneWorkflow, compose_config
-
-CONF = Path(__file__).resolve().parents[2] / "conf"
-
-
-def _stage_available(stage: str) -> bool:
-    module = importlib.util.find_spec(f"gpt_sovits_train.lit.{stage}_module") is not None
-    return module and (CONF / "model" / f"{stage}.yaml").is_file()
-
-
-def _training_available() -> bool:
-    return _stage_available("gpt") and _stage_available("sovits")
 
 
 def hydra_list(items: list[str]) -> str:
@@ -60,7 +48,6 @@ def clone_overrides(tmp_path: Path, recording: Path, models: dict[str, Path]) ->
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _stage_available("gpt"), reason="the GPT training stage has not landed")
 def test_clone_to_a_fine_tuned_gpt_stage(tmp_path: Path, raw_recording) -> None:
     """Slice, transcribe, prepare, fine-tune the GPT stage and pick a reference (no SoVITS stage needed)."""
     pytest.importorskip("pocketsphinx")
@@ -82,12 +69,6 @@ def test_clone_to_a_fine_tuned_gpt_stage(tmp_path: Path, raw_recording) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="SoVITS stage: odd SSL frame counts from real segments break kl_loss (z_p 204 vs prior 205 frames); "
-    "reported to the SoVITS owners",
-    strict=False,
-)
-@pytest.mark.skipif(not _training_available(), reason="the training stages (lit modules, conf/model) have not landed")
 def test_clone_demo_speaker_end_to_end(tmp_path: Path, raw_recording) -> None:
     pytest.importorskip("pocketsphinx")
     from gpt_sovits_train.features.random_init import make_all

@@ -16,18 +16,20 @@ from .conftest import compose_train, stage_overrides, stages
 
 @pytest.mark.parametrize("stage", stages("gpt", "sovits"))
 def test_short_cpu_run_of_each_stage(stage, demo_shards, tmp_path):
-    overrides = [*stage_overrides(stage, demo_shards), "debug=limit", "trainer.max_steps=3",
-                 "callbacks.model_checkpoint.every_n_train_steps=2", "logger=csv"]
+    overrides = [*stage_overrides(stage, demo_shards), "debug=limit", "trainer.max_steps=6",
+                 "callbacks.model_checkpoint.every_n_train_steps=4", "logger=csv"]
+    # max_steps counts optimizer steps: 6 GPT updates, or 3 generator + 3 discriminator updates for SoVITS;
+    # debug=limit makes epochs of 4 batches, so both stages stop inside an epoch
     initial = weights_fingerprint(build(compose_train(overrides, tmp_path))[1])
     result = train(compose_train(overrides, tmp_path))
 
     assert result["status"] == "finished"
-    assert result["global_step"] == 3
+    assert result["global_step"] == 6
     assert result["strategy"] == "SingleDeviceStrategy" and result["world_size"] == 1
     assert not (dist.is_available() and dist.is_initialized())  # one device: no process group was created
     assert result["weights_fingerprint"] != initial  # the optimizer really changed the weights
     ckpt = torch.load(result["last_checkpoint"], weights_only=False, map_location="cpu")
-    assert ckpt["global_step"] == 3  # last.ckpt holds the final weights even though 3 is not a multiple of 2
+    assert ckpt["global_step"] == 6  # last.ckpt holds the final weights even though 6 is not a multiple of 4
     assert ckpt["callbacks"]["DataPositionTracker"]["batches_consumed"] >= 1
     assert all(math.isfinite(v) for v in result["metrics"].values())
     assert result["metrics"].get("throughput/samples_per_sec", 0) > 0
