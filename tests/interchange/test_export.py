@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
@@ -106,9 +105,9 @@ def test_gpt_module_checkpoint_round_trip(tmp_path: Path) -> None:
     """A GPTModule checkpoint (optimizer partial in hyper_parameters) → v2 .ckpt → back into a network: identical."""
     import functools
 
-    lit = pytest.importorskip("gpt_sovits_train.lit.gpt_module", reason="lit.gpt_module not available")
     from gpt_sovits_train.inference.loading import gpt_network_from_v2
     from gpt_sovits_train.interchange.export import export_models
+    from gpt_sovits_train.lit import gpt_module as lit
     from gpt_sovits_train.models.gpt import GPTConfig, Text2SemanticModel
 
     net = Text2SemanticModel(GPTConfig(embedding_dim=64, hidden_dim=64, num_heads=4, num_layers=2, ffn_dim=256))

@@ -26,11 +26,12 @@ class ChannelLayerNorm(nn.Module):
     def __init__(self, channels: int, eps: float = 1e-5) -> None:
         super().__init__()
         self.eps = eps
+        self.shape = (channels,)  # a plain int tuple: a shape read off the input would not trace to ONNX
         self.gamma = nn.Parameter(torch.ones(channels))
         self.beta = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: Tensor) -> Tensor:
-        x = F.layer_norm(x.transpose(1, -1), (x.shape[1],), self.gamma, self.beta, self.eps)
+        x = F.layer_norm(x.transpose(1, -1), self.shape, self.gamma, self.beta, self.eps)
         return x.transpose(1, -1)
 
 
