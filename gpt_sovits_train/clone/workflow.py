@@ -9,8 +9,10 @@ training run a user could start by hand with ``gst-train``.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,18 @@ def compose_config(name: str, overrides: list[str]) -> DictConfig:
         return hydra.compose(config_name=name, overrides=overrides)
     with hydra.initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra.compose(config_name=name, overrides=overrides)
+
+
+def resolved_yaml(cfg: DictConfig) -> str:
+    """The config with every interpolation resolved, also outside a running Hydra app (the Python API, tests),
+    where ``paths.output_dir``/``paths.work_dir`` (``${hydra:...}``) fall back to the current directory."""
+    from hydra.core.hydra_config import HydraConfig
+
+    snapshot = copy.deepcopy(cfg)
+    if not HydraConfig.initialized() and "paths" in snapshot:
+        with open_dict(snapshot):
+            snapshot.paths.output_dir = snapshot.paths.work_dir = os.getcwd()
+    return OmegaConf.to_yaml(snapshot, resolve=True)
 
 
 class CloneWorkflow:
@@ -147,7 +161,7 @@ class CloneWorkflow:
             ref["language"],
             languages,
             {k: str(v) for k, v in self.cfg.features.items() if v},
-            OmegaConf.to_yaml(self.cfg, resolve=True),
+            resolved_yaml(self.cfg),
             self._summary(results),
             networks={"gpt": gpt["net"], "sovits": sovits["net"]},
             features={k: v for k, v in features.items() if k in ("ssl", "bert", "speaker")},
