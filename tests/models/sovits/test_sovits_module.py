@@ -1,13 +1,14 @@
-"""SoVITSModule trains through a real lightning.Trainer: a tiny model overfits a few synthetic utterances."""
+"""SoVITSModule trains through a real lightning.Trainer: a tiny model overfits a few demo utterances."""
 
 from __future__ import annotations
 
-import math
 import warnings
 from functools import partial
+from pathlib import Path
 
 import lightning as L
 import pytest
+import soundfile as sf
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -20,22 +21,25 @@ FRAMES = 16
 HOP = 640
 
 
-def _voiced_wave(f0: float, seconds: float, sr: int = 32000) -> torch.Tensor:
-    """A speech-like harmonic tone with a slow vibrato and amplitude envelope."""
-    t = torch.arange(int(seconds * sr)) / sr
-    phase = 2 * math.pi * torch.cumsum(f0 * (1 + 0.03 * torch.sin(2 * math.pi * 5 * t)), 0) / sr
-    wave = sum(torch.sin(k * phase) / k for k in range(1, 6))
-    return 0.3 * wave * (0.6 + 0.4 * torch.sin(2 * math.pi * 2 * t)) / 2
+DEMO = Path(__file__).resolve().parents[3] / "data" / "demo"
 
 
-class SyntheticUtterances(Dataset):
-    """A handful of fixed utterances in the SoVITS batch format (docs/design.md)."""
+def _demo_excerpt(relative: str, frames: int) -> torch.Tensor:
+    """``frames`` hops of real speech from the middle of a demo utterance (32 kHz mono)."""
+    audio, rate = sf.read(DEMO / relative, dtype="float32")
+    assert rate == 32000, f"demo corpus is 32 kHz, {relative} is {rate}"
+    middle = len(audio) // 2
+    return torch.from_numpy(audio[middle - frames * HOP // 2 : middle + frames * HOP // 2].copy())
 
-    def __init__(self, n: int = 2) -> None:
+
+class DemoUtterances(Dataset):
+    """Excerpts of a few demo utterances in the SoVITS batch format (docs/design.md), random "SSL" features."""
+
+    def __init__(self, files: tuple[str, ...] = ("ava/ava_000.flac", "bo/bo_000.flac")) -> None:
         gen = torch.Generator().manual_seed(0)
         self.items = []
-        for i in range(n):
-            wav = _voiced_wave(120.0 + 60 * i, FRAMES * HOP / 32000)
+        for name in files:
+            wav = _demo_excerpt(name, FRAMES)
             spec = linear_spectrogram(wav.unsqueeze(0))[0, :, :FRAMES]
             self.items.append(
                 {
@@ -60,7 +64,7 @@ def _collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     return batch
 
 
-def _tiny_module(**kwargs) -> SoVITSModule:
+def _tiny_module(upsample_initial_channel: int = 32, **kwargs) -> SoVITSModule:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         net = SoVITSGenerator(
@@ -68,7 +72,7 @@ def _tiny_module(**kwargs) -> SoVITSModule:
             inter_channels=16,
             filter_channels=64,
             n_layers=2,
-            upsample_initial_channel=32,
+            upsample_initial_channel=upsample_initial_channel,
             posterior_layers=4,
             flow_layers=2,
             n_flows=2,
@@ -86,13 +90,14 @@ class _MelHistory(L.Callback):
 
 
 @pytest.mark.slow
-def test_tiny_model_mel_loss_decreases(tmp_path):
-    """20 generator+discriminator updates (40 optimizer steps) lower mel L1 (observed ~20 %; the 40 % target needs
-    more steps than CI affords yet)."""
-    module = _tiny_module(grad_clip_norm=100.0)
+def test_tiny_model_overfits_mel_loss(tmp_path):
+    """40 generator + 40 discriminator updates on two demo utterances drive mel L1 at least 40 % below its first value
+    in about 30 s on 2 CPU cores."""
+    torch.manual_seed(0)
+    module = _tiny_module(upsample_initial_channel=128, grad_clip_norm=100.0)
     history = _MelHistory()
     trainer = L.Trainer(
-        max_steps=40,
+        max_steps=80,  # optimizer steps: both networks count
         accelerator="cpu",
         logger=False,
         enable_checkpointing=False,
@@ -100,11 +105,11 @@ def test_tiny_model_mel_loss_decreases(tmp_path):
         callbacks=[history],
         default_root_dir=tmp_path,
     )
-    loader = DataLoader(SyntheticUtterances(), batch_size=2, collate_fn=_collate)
+    loader = DataLoader(DemoUtterances(), batch_size=2, collate_fn=_collate)
     trainer.fit(module, loader)
     first = history.values[0]
-    best_late = min(history.values[-5:])
-    assert best_late <= 0.9 * first, f"mel L1 went {first:.3f} -> {best_late:.3f} (history {history.values})"
+    late = sorted(history.values[-5:])[2]  # median of the last five: one noisy GAN step does not decide
+    assert late <= 0.6 * first, f"mel L1 went {first:.3f} -> {late:.3f} (history {history.values})"
 
 
 def test_bad_batch_and_freeze_group_are_rejected():
