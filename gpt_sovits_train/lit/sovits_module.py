@@ -16,6 +16,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from gpt_sovits_train.audio.metrics import mel_cepstral_distortion, multi_resolution_stft_distance
 from gpt_sovits_train.audio.spectrogram import mel_spectrogram, spec_to_mel
 from gpt_sovits_train.models.sovits.discriminator import MultiPeriodDiscriminator
 from gpt_sovits_train.models.sovits.losses import (
@@ -62,12 +63,14 @@ class SoVITSModule(L.LightningModule):
         freeze: tuple[str, ...] | list[str] = (),
         init_generator_from: str | None = None,
         init_discriminator_from: str | None = None,
+        num_val_samples: int = 2,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.save_hyperparameters(ignore=["net", "discriminator"])
         self.net = net
         self.discriminator = discriminator
+        self.validation_audio: list[dict] = []  # filled by validation, read by the audio-logging callback
         if init_generator_from:
             self._load_into(self.net, init_generator_from, allow_missing_prefix="enc_q.")
         if init_discriminator_from:
@@ -208,3 +211,27 @@ class SoVITSModule(L.LightningModule):
         self.log("val/loss_mel", loss_mel, sync_dist=True, batch_size=size)
         # the generic name the checkpoint/early-stopping callbacks monitor (conf/callbacks/*: val/loss)
         self.log("val/loss", loss_mel, sync_dist=True, batch_size=size)
+        if batch_idx == 0:
+            self._resynthesize_for_validation(batch)
+
+    @torch.no_grad()
+    def _resynthesize_for_validation(self, batch: dict[str, Tensor]) -> None:
+        """Decode the first few utterances from their own semantic codes, with their own spectrogram as the style
+        reference, as inference would; log distances to the real audio and keep the audio for
+        :class:`~gpt_sovits_train.callbacks.audio_logging.AudioSampleLogger`."""
+        self.validation_audio = []
+        mcd, mrstft = [], []
+        for i in range(min(self.hparams.num_val_samples, batch["ssl"].shape[0])):
+            frames, phones = int(batch["spec_lengths"][i]), int(batch["text_lengths"][i])
+            codes = self.net.extract_latent(batch["ssl"][i : i + 1, :, :frames])
+            generated = self.net.decode(
+                codes, batch["text"][i : i + 1, :phones], batch["spec"][i : i + 1, :, :frames], noise_scale=0.5
+            )[0, 0].float()
+            real = batch["wav"][i, 0, : frames * HOP].float()
+            mcd.append(mel_cepstral_distortion(generated, real))
+            mrstft.append(multi_resolution_stft_distance(generated, real))
+            key = batch["keys"][i] if "keys" in batch else f"val_{i}"
+            self.validation_audio.append({"key": key, "real": real.cpu(), "generated": generated.cpu()})
+        if mcd:
+            self.log("val/mcd_db", sum(mcd) / len(mcd), sync_dist=True)
+            self.log("val/mrstft", sum(mrstft) / len(mrstft), sync_dist=True)
