@@ -16,9 +16,10 @@ import importlib
 import json
 import pkgutil
 import platform
+import subprocess
 import sys
 import time
-import traceback
+from pathlib import Path
 
 import torch
 
@@ -34,6 +35,26 @@ def discover() -> dict[str, callable]:
             if attr.startswith("run_") and callable(getattr(module, attr)):
                 found[attr[len("run_") :]] = getattr(module, attr)
     return found
+
+
+def run_isolated(name: str, quick: bool, threads: int) -> dict:
+    """Run one benchmark in a fresh interpreter: its peak RSS is then its own, not the largest one so far."""
+    code = (
+        "import json, sys, torch; sys.path.insert(0, sys.argv[1]); import bench;"
+        "torch.set_num_threads(int(sys.argv[4]));"
+        "print('@@RESULT@@' + json.dumps(bench.discover()[sys.argv[2]](quick=sys.argv[3] == '1'), default=float))"
+    )
+    here = str(Path(__file__).resolve().parent)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, here, name, "1" if quick else "0", str(threads)],
+        capture_output=True,
+        text=True,
+    )
+    sys.stderr.write(proc.stderr[-4000:] if proc.returncode else "")
+    for line in proc.stdout.splitlines():
+        if line.startswith("@@RESULT@@"):
+            return json.loads(line[len("@@RESULT@@") :])
+    return {"error": f"exit code {proc.returncode}: {proc.stderr.strip().splitlines()[-1:] or 'no output'}"}
 
 
 def main() -> int:
@@ -57,17 +78,13 @@ def main() -> int:
         "results": {},
     }
     failed = False
-    for name, fn in discover().items():
+    for name in discover():
         if args.only and not any(sub in name for sub in args.only):
             continue
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         start = time.perf_counter()
-        try:
-            result = fn(quick=args.quick)
-        except Exception as exc:  # report and keep going: one broken benchmark must not hide the others
-            traceback.print_exc()
-            result = {"error": f"{type(exc).__name__}: {exc}"}
-            failed = True
+        result = run_isolated(name, args.quick, args.threads)
+        failed = failed or "error" in result
         result["bench_wall_s"] = round(time.perf_counter() - start, 3)
         report["results"][name] = result
     text = json.dumps(report, indent=2, default=float)
