@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from gpt_sovits_train.interchange.onnx import T2SPrefill, T2SStep
+from gpt_sovits_train.models.gpt.sampling import SamplingOptions, choose, process_logits
 
 EOS = 1024
 EOS_BLOCKED_STEPS = 11
@@ -33,25 +34,13 @@ StepFn = Callable[
 def sample_next(
     logits: torch.Tensor, previous: torch.Tensor, top_k: int, top_p: float, temperature: float, penalty: float
 ) -> torch.Tensor:
-    """One v2 sampling decision for ``logits`` ``[V]`` given earlier tokens ``previous`` ``[L]``."""
-    logits = logits.clone().float()
-    if previous.numel() and penalty != 1.0:
-        seen = previous.long()
-        score = logits.gather(0, seen)
-        logits.scatter_(0, seen, torch.where(score < 0, score * penalty, score / penalty))
-    if top_p < 1.0:
-        ordered, order = torch.sort(logits, descending=True)
-        cumulative = torch.cumsum(torch.softmax(ordered, dim=-1), dim=-1)
-        remove = cumulative > top_p
-        remove[0] = False
-        logits[order[remove]] = float("-inf")
-    logits = logits / max(temperature, 1e-5)
-    if top_k:
-        pivot = torch.topk(logits, min(top_k, logits.numel())).values[-1]
-        logits = torch.where(logits < pivot, torch.full_like(logits, float("-inf")), logits)
-    probs = torch.softmax(logits, dim=-1)
-    noise = torch.empty_like(probs).exponential_(1)
-    return torch.argmax(probs / noise)
+    """One v2 sampling decision for ``logits`` ``[V]`` given earlier tokens ``previous`` ``[L]``, through the same
+    logits processing and draw as :class:`~gpt_sovits_train.models.gpt.sampling.KVDecoder` (EOS blocking is done
+    by the caller, which slices the EOS column off as v2 does)."""
+    options = SamplingOptions(top_k=top_k, top_p=top_p, temperature=temperature, repetition_penalty=penalty)
+    history = previous.long().unsqueeze(0) if previous.numel() else None
+    processed = process_logits(logits.unsqueeze(0), history, options, block_eos=False, eos=EOS)
+    return choose(processed, options)[0]
 
 
 @dataclass
