@@ -1,9 +1,10 @@
 """Validation audio you can listen to and mel plots you can look at, for any logger.
 
-The SoVITS module leaves ``validation_audio`` (real and resynthesized waveforms of a few utterances) after each
-validation; this callback sends them to W&B as audio + images when a W&B logger is attached, and otherwise
-writes ``.wav`` + ``.png`` files under ``<run dir>/samples/step<N>/``. Generated audio carries the
-AI-generated metadata like every file we synthesize.
+After each validation the SoVITS module leaves ``validation_audio`` (real and resynthesized waveforms of a few
+utterances) and the GPT module its free-running generations voiced by its validation vocoder. This callback
+sends them to W&B as audio + images when a W&B logger is attached, and otherwise writes ``.wav`` + ``.png``
+files under ``<run dir>/samples/step<N>/``. Generated audio carries the AI-generated metadata like every file
+we synthesize.
 """
 
 from __future__ import annotations
@@ -25,15 +26,17 @@ import matplotlib.pyplot as plt
 SAMPLE_RATE = 32000
 
 
-def mel_comparison_figure(real: torch.Tensor, generated: torch.Tensor, title: str):
-    """Two stacked log-mel spectrograms (real above, generated below) on one colour scale."""
-    mels = [mel_spectrogram(w.reshape(1, -1).float())[0].numpy() for w in (real, generated)]
-    low, high = min(m.min() for m in mels), max(m.max() for m in mels)
-    figure, axes = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
-    for axis, mel, label in zip(axes, mels, ("real", "generated")):
+def mel_comparison_figure(real: torch.Tensor | None, generated: torch.Tensor, title: str):
+    """Log-mel spectrograms on one colour scale: real above generated, or the generated one alone (free-running
+    GPT samples have no aligned real audio)."""
+    pairs = [("real", real), ("generated", generated)] if real is not None else [("generated", generated)]
+    mels = [(label, mel_spectrogram(w.reshape(1, -1).float())[0].numpy()) for label, w in pairs]
+    low, high = min(m.min() for _, m in mels), max(m.max() for _, m in mels)
+    figure, axes = plt.subplots(len(mels), 1, figsize=(8, 2.5 * len(mels)), sharex=True, squeeze=False)
+    for axis, (label, mel) in zip(axes[:, 0], mels):
         axis.imshow(mel, origin="lower", aspect="auto", vmin=low, vmax=high, interpolation="none")
         axis.set_ylabel(f"{label}\nmel bin")
-    axes[-1].set_xlabel("frame (20 ms)")
+    axes[-1, 0].set_xlabel("frame (20 ms)")
     figure.suptitle(title)
     figure.tight_layout()
     return figure
@@ -53,12 +56,15 @@ class AudioSampleLogger(Callback):
             figure = mel_comparison_figure(sample["real"], sample["generated"], f"{sample['key']} @ step {step}")
             if wandb_loggers:
                 for logger in wandb_loggers:
+                    clips = [("generated (AI)", sample["generated"])]
+                    if sample["real"] is not None:
+                        clips.insert(0, ("real", sample["real"]))
                     logger.log_audio(
                         key=f"val_audio/{sample['key']}",
-                        audios=[sample["real"].numpy(), sample["generated"].numpy()],
+                        audios=[clip.numpy() for _, clip in clips],
                         step=step,
-                        sample_rate=[SAMPLE_RATE, SAMPLE_RATE],
-                        caption=["real", "generated (AI)"],
+                        sample_rate=[SAMPLE_RATE] * len(clips),
+                        caption=[caption for caption, _ in clips],
                     )
                     logger.log_image(key=f"val_mel/{sample['key']}", images=[figure], step=step)
             else:

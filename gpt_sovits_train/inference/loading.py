@@ -130,11 +130,14 @@ def network_config_beside(checkpoint: str | Path) -> dict | None:
     return None
 
 
-def build_network(net_cfg: Mapping | None, checkpoint: str | Path, kind: str) -> nn.Module:
-    """Network for ``kind`` with weights loaded: from ``net_cfg`` when given, else from the config of the run
-    that wrote ``checkpoint``, else (official v2 files) from the file's own config."""
+def build_network(net_cfg: Mapping | nn.Module | None, checkpoint: str | Path, kind: str) -> nn.Module:
+    """Network for ``kind`` with weights loaded: from ``net_cfg`` when given (a config, or a network Hydra already
+    built from one), else from the config of the run that wrote ``checkpoint``, else (official v2 files) from the
+    file's own config."""
     from hydra.utils import instantiate
 
+    if isinstance(net_cfg, nn.Module):
+        return load_network(net_cfg, checkpoint, kind)
     if net_cfg is None:
         net_cfg = network_config_beside(checkpoint)
     if net_cfg is not None:

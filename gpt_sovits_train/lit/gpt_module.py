@@ -65,6 +65,11 @@ class GPTModule(pl.LightningModule):
         dpo: add v2's reference-free DPO term against a corrupted copy of each target sequence.
         dpo_beta: DPO temperature (v2: 0.2).
         loss_normalization: "sum" (v2: summed CE, longer utterances weigh more) or "token" (mean per target).
+        num_val_generations: rows of the first validation batch decoded free-running (greedy, no prompt) to
+            watch for hallucination: ``val/gen_length_ratio`` (generated / true length; far above 1 = repeats or
+            no EOS, far below = skipped words) and ``val/gen_eos_rate``.
+        validation_vocoder: ``(codes, phone_ids) -> wav`` (e.g. ``inference.vocoder.ReferenceVocoder``) that
+            makes those generations audible in the logger.
     """
 
     def __init__(
@@ -78,15 +83,19 @@ class GPTModule(pl.LightningModule):
         dpo: bool = False,
         dpo_beta: float = 0.2,
         loss_normalization: str = "sum",
+        num_val_generations: int = 2,
+        validation_vocoder: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         if loss_normalization not in ("sum", "token"):
             raise ValueError(f"loss_normalization must be 'sum' or 'token', got {loss_normalization!r}")
         # the network and the optimizer/scheduler factories stay out of hparams: checkpoints must load with weights_only
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "validation_vocoder"])
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        self.validation_vocoder = validation_vocoder
+        self.validation_audio: list[dict] = []  # read by callbacks.audio_logging.AudioSampleLogger
         if init_from:
             load_v2_ckpt(self.net, init_from)
 
@@ -158,6 +167,28 @@ class GPTModule(pl.LightningModule):
         self.log("val/ce_per_token", out["ce_per_token"], sync_dist=True, batch_size=size)
         self.log(f"val/acc_top{self.hparams.accuracy_top_k}", out["acc"], sync_dist=True, batch_size=size)
         self.log("val/acc_top1", out["acc_top1"], sync_dist=True, batch_size=size)
+        if batch_idx == 0 and self.hparams.num_val_generations > 0:
+            self._free_running_validation(batch)
+
+    def _free_running_validation(self, batch: dict[str, torch.Tensor]) -> None:
+        rows = min(self.hparams.num_val_generations, batch["phoneme_ids"].shape[0])
+        subset = {k: batch[k][:rows] for k in REQUIRED_KEYS}
+        true_lengths = subset["semantic_ids_len"].float()
+        limit = int(2 * true_lengths.max().item()) + 10
+        generated = self.generate_for_validation(subset, max_new_tokens=limit)
+        lengths = torch.tensor([float(g.numel()) for g in generated], device=true_lengths.device)
+        self.log("val/gen_length_ratio", (lengths / true_lengths.clamp(min=1)).mean(), sync_dist=True)
+        self.log("val/gen_eos_rate", (lengths < limit).float().mean(), sync_dist=True)
+        self.validation_audio = []
+        if self.validation_vocoder is None:
+            return
+        keys = batch.get("keys") or [f"val_{i}" for i in range(rows)]
+        for i, tokens in enumerate(generated):
+            if tokens.numel() == 0:
+                continue
+            phones = subset["phoneme_ids"][i, : int(subset["phoneme_ids_len"][i])]
+            wav = self.validation_vocoder(tokens, phones).cpu()
+            self.validation_audio.append({"key": keys[i], "real": None, "generated": wav})
 
     def generate_for_validation(self, batch: dict[str, torch.Tensor], max_new_tokens: int = 500) -> list[torch.Tensor]:
         """Free-running semantic tokens for each row (greedy, whole row as text, no prompt).
