@@ -18,6 +18,29 @@ from gpt_sovits_train.features.hub import pick_device, resolve_model_dir
 
 CONFIG_NAME = "encodec_config.json"
 STATE_NAME = "encodec_state.pt"
+CODEC_FRAME_RATE = 75  # the 24 kHz EnCodec model: one code frame per 320 samples
+CONTENT_FRAME_RATE = 25  # SoVITS content rate (one frame per two 32 kHz spectrogram frames)
+CONTENT_STRIDE = CODEC_FRAME_RATE // CONTENT_FRAME_RATE
+
+
+def codec_content_tokens(codes: torch.Tensor) -> torch.Tensor:
+    """EnCodec codes ``[n_q, T75]`` (or ``[T75]``) → SoVITS content tokens ``[ceil(T75 / 3)]`` at 25 Hz.
+
+    Only codebook 0 is kept: it carries most of the content and is one token per frame, like v2's semantic
+    tokens, so the GPT stage can model it with the same 1024-entry vocabulary. 75 Hz → 25 Hz keeps the *middle*
+    frame of each group of three (frames 1, 4, 7, ...): of the three it is the one centred on the 40 ms window
+    the 25 Hz frame stands for, and picking (rather than averaging) keeps a real codebook entry. A trailing group
+    of one frame uses its own (last) frame, so the length is ``ceil(T75 / 3)`` — ``2 * T25`` then matches the
+    32 kHz spectrogram frame count within the generator's one-frame tolerance. Training (collate) and inference
+    both call this, so the rule cannot drift between them.
+    """
+    first = codes if codes.dim() == 1 else codes[0]
+    if first.dim() != 1:
+        raise ValueError(f"expected EnCodec codes [n_q, T] or [T], got shape {tuple(codes.shape)}")
+    frames = first.shape[-1]
+    groups = -(-frames // CONTENT_STRIDE)
+    index = (torch.arange(groups, device=first.device) * CONTENT_STRIDE + CONTENT_STRIDE // 2).clamp(max=frames - 1)
+    return first.long()[index]
 
 
 def build_encodec(sample_rate: int = 24000) -> EncodecModel:
