@@ -4,16 +4,28 @@ Sub-module names equal GPT-SoVITS v2's `SynthesizerTrn` (ssl_proj, quantizer, en
 and weight-normed convs use the legacy `torch.nn.utils.weight_norm`, so official `s2G*.pth` weights load
 with `load_state_dict` unchanged (no key mapping). Randomness in training (posterior noise, slice start)
 can be injected so runs are reproducible against the reference fixtures.
+
+Options beyond v2 (all off by default, so the default build stays state-dict-identical to v2):
+`speaker_dim` (ECAPA speaker embedding added to the global condition, sub-module `spk_proj`), `decoder="istft"`
+(cheaper iSTFT head as `dec`), `content_source="encodec"` (EnCodec codes through `content_emb` instead of
+`ssl_proj` + `quantizer`) and `gradient_checkpointing` (recompute the heavy sub-modules in backward).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
+from gpt_sovits_train.models.sovits.conditioning import add_speaker, speaker_projection
+from gpt_sovits_train.models.sovits.content import check_content_source, codec_codes
+from gpt_sovits_train.models.sovits.istft import ISTFTGenerator
 from gpt_sovits_train.models.sovits.quantizer import ResidualVectorQuantizer
 from gpt_sovits_train.models.sovits.style_encoder import MelStyleEncoder
 from gpt_sovits_train.models.sovits.text_encoder import PriorEncoder, sequence_mask
@@ -21,6 +33,7 @@ from gpt_sovits_train.models.sovits.vocoder import HiFiGANGenerator
 from gpt_sovits_train.models.sovits.wavenet import PosteriorEncoder, ResidualCouplingFlow
 
 STYLE_BINS = 704  # v2's style encoder reads only the first 704 of the 1025 linear-spectrogram bins
+DECODERS = ("hifigan", "istft")
 
 
 @dataclass
@@ -86,16 +99,42 @@ class SoVITSGenerator(nn.Module):
         posterior_layers: int = 16,
         flow_layers: int = 4,
         n_flows: int = 4,
+        speaker_dim: int = 0,
+        decoder: str = "hifigan",
+        istft_upsample_rates: list[int] = (8, 8),
+        istft_upsample_kernel_sizes: list[int] = (16, 16),
+        istft_n_fft: int = 40,
+        istft_hop: int = 10,
+        content_source: str = "ssl",
+        codec_codebook_size: int = 1024,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         if spec_channels < STYLE_BINS:
             raise ValueError(f"spec_channels must be >= {STYLE_BINS} (v2 style encoder input); use filter_length 2048")
         if hidden_channels != 192 or gin_channels != 512:
             raise ValueError("v2's MRTE fixes hidden_channels=192 and gin_channels=512; keep those values")
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+        if speaker_dim < 0:
+            raise ValueError(f"speaker_dim must be >= 0 (0 = no speaker conditioning), got {speaker_dim}")
         self.segment_size = segment_size
-        self.freeze_quantizer = freeze_quantizer
-        self.ssl_proj = nn.Conv1d(ssl_dim, ssl_dim, 2, stride=2)
-        self.quantizer = ResidualVectorQuantizer(ssl_dim, n_q, codebook_size)
+        self.content_source = check_content_source(content_source)
+        self.speaker_dim = speaker_dim
+        self.decoder = decoder
+        self.gradient_checkpointing = gradient_checkpointing
+        self.ssl_dim = ssl_dim
+        self.codec_codebook_size = codec_codebook_size
+        self.samples_per_frame = math.prod(upsample_rates)  # hop of the latent frames (640 in v2)
+        # Only the SSL path has a tokenizer to freeze; encodec mode reports False so callers that freeze
+        # `ssl_proj` / `quantizer` when this flag is set have nothing to look for.
+        self.freeze_quantizer = freeze_quantizer and content_source == "ssl"
+        if content_source == "ssl":
+            self.ssl_proj = nn.Conv1d(ssl_dim, ssl_dim, 2, stride=2)
+            self.quantizer = ResidualVectorQuantizer(ssl_dim, n_q, codebook_size)
+        else:
+            # EnCodec codes arrive already tokenised at 25 Hz: one table gives the 768-d content the prior reads.
+            self.content_emb = nn.Embedding(codec_codebook_size, ssl_dim)
         self.enc_p = PriorEncoder(
             inter_channels,
             hidden_channels,
@@ -107,20 +146,55 @@ class SoVITSGenerator(nn.Module):
             n_symbols,
             ssl_dim,
         )
-        self.dec = HiFiGANGenerator(
-            inter_channels,
-            list(resblock_kernel_sizes),
-            [list(d) for d in resblock_dilation_sizes],
-            list(upsample_rates),
-            upsample_initial_channel,
-            list(upsample_kernel_sizes),
-            gin_channels,
-        )
+        if decoder == "hifigan":
+            self.dec: nn.Module = HiFiGANGenerator(
+                inter_channels,
+                list(resblock_kernel_sizes),
+                [list(d) for d in resblock_dilation_sizes],
+                list(upsample_rates),
+                upsample_initial_channel,
+                list(upsample_kernel_sizes),
+                gin_channels,
+            )
+        else:
+            self.dec = ISTFTGenerator(
+                inter_channels,
+                list(resblock_kernel_sizes),
+                [list(d) for d in resblock_dilation_sizes],
+                list(istft_upsample_rates),
+                upsample_initial_channel,
+                list(istft_upsample_kernel_sizes),
+                gin_channels,
+                n_fft=istft_n_fft,
+                hop=istft_hop,
+                samples_per_frame=self.samples_per_frame,
+            )
         self.enc_q = PosteriorEncoder(
             spec_channels, inter_channels, hidden_channels, 5, 1, posterior_layers, gin_channels
         )
         self.flow = ResidualCouplingFlow(inter_channels, hidden_channels, 5, 1, flow_layers, n_flows, gin_channels)
         self.ref_enc = MelStyleEncoder(STYLE_BINS, out_dim=gin_channels)
+        self.spk_proj = speaker_projection(speaker_dim, gin_channels) if speaker_dim > 0 else None
+
+    def keys_not_in_v2(self) -> list[str]:
+        """State-dict keys that an official v2 s2G file cannot provide for this configuration.
+
+        With only `speaker_dim > 0` these are `spk_proj.weight` and `spk_proj.bias` (zero-initialised, so the
+        loaded model behaves as v2 until trained). The iSTFT head and EnCodec content change `dec.*` /
+        replace `ssl_proj.*` + `quantizer.*`, so v2 weights fit those configurations only in part.
+        """
+        fresh = ("spk_proj.", "content_emb.") + (("dec.",) if self.decoder != "hifigan" else ())
+        return [k for k in self.state_dict() if k.startswith(fresh)]
+
+    def _run(self, module: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call a heavy sub-module, through activation checkpointing when enabled and gradients are recorded.
+
+        Non-reentrant checkpointing restores the RNG state on recomputation, so dropout and the posterior
+        noise are the same in both passes and outputs / gradients equal the plain call's.
+        """
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(module, *args, use_reentrant=False, **kwargs)
+        return module(*args, **kwargs)
 
     # --- semantic tokens -------------------------------------------------------------------------------
     def _quantize(self, ssl: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -136,12 +210,35 @@ class SoVITSGenerator(nn.Module):
             return quantized, codes, commit
         return self.quantizer(self.ssl_proj(ssl))
 
-    def extract_latent(self, ssl: Tensor) -> Tensor:
-        """SSL features [B, 768, T] (50 Hz) -> semantic codes [B, 1, T//2] (25 Hz)."""
-        if ssl.dim() != 3 or ssl.shape[1] != self.ssl_proj.in_channels:
-            raise ValueError(f"ssl must be [B, {self.ssl_proj.in_channels}, T], got shape {tuple(ssl.shape)}")
-        _, codes, _ = self.quantizer(self.ssl_proj(ssl))
+    def _content(self, content: Tensor) -> tuple[Tensor, Tensor]:
+        """Training content -> (25 Hz content features [B, 768, T25], commit loss)."""
+        if self.content_source == "encodec":
+            features = self.content_emb(codec_codes(content, self.codec_codebook_size)).transpose(1, 2)
+            return features, torch.zeros((), device=features.device, dtype=features.dtype)
+        self._check_ssl(content)
+        quantized, _, commit = self._quantize(content)
+        return quantized, commit
+
+    def _check_ssl(self, ssl: Tensor) -> None:
+        if not ssl.is_floating_point() or ssl.dim() != 3 or ssl.shape[1] != self.ssl_proj.in_channels:
+            raise ValueError(
+                f"ssl must be float [B, {self.ssl_proj.in_channels}, T], got {ssl.dtype} of shape {tuple(ssl.shape)}"
+                " (EnCodec codes go to a content_source='encodec' generator)"
+            )
+
+    def extract_latent(self, content: Tensor) -> Tensor:
+        """Content -> codes [B, 1, T25]: SSL features [B, 768, T50] are quantized; EnCodec codes are checked."""
+        if self.content_source == "encodec":
+            return codec_codes(content, self.codec_codebook_size).unsqueeze(1)
+        self._check_ssl(content)
+        _, codes, _ = self.quantizer(self.ssl_proj(content))
         return codes.transpose(0, 1)
+
+    def codes_to_content(self, codes: Tensor) -> Tensor:
+        """Codes [B, n_q, T25] -> 25 Hz content features [B, 768, T25] (VQ codebook or EnCodec embedding)."""
+        if self.content_source == "encodec":
+            return self.content_emb(codec_codes(codes, self.codec_codebook_size)).transpose(1, 2)
+        return self.quantizer.decode(codes.transpose(0, 1))
 
     def style(self, spec: Tensor, mask: Tensor) -> Tensor:
         """Global style vector ge [B, gin, 1] from the first 704 bins of a linear spectrogram."""
@@ -150,22 +247,27 @@ class SoVITSGenerator(nn.Module):
     # --- training -------------------------------------------------------------------------------------
     def forward(
         self,
-        ssl: Tensor,
+        content: Tensor,
         spec: Tensor,
         spec_lengths: Tensor,
         text: Tensor,
         text_lengths: Tensor,
         posterior_noise: Tensor | None = None,
         slice_uniform: Tensor | None = None,
+        speaker_embedding: Tensor | None = None,
     ) -> GeneratorOutput:
-        """Training forward; `posterior_noise` ([B, inter, T]) and `slice_uniform` ([B] in [0,1)) make it exact."""
+        """Training forward; `posterior_noise` ([B, inter, T]) and `slice_uniform` ([B] in [0,1)) make it exact.
+
+        `content` is SSL features [B, 768, T50] (content_source "ssl") or EnCodec codes [B, T25] / [B, 1, T25]
+        (content_source "encodec"); `speaker_embedding` [B, speaker_dim] is required iff speaker_dim > 0.
+        """
         y_mask = sequence_mask(spec_lengths, spec.shape[2]).unsqueeze(1).to(spec.dtype)
-        ge = self.style(spec, y_mask)
-        quantized, _, commit = self._quantize(ssl)
+        ge = add_speaker(self.style(spec, y_mask), self.spk_proj, speaker_embedding)
+        quantized, commit = self._content(content)
         quantized = match_frames(F.interpolate(quantized, size=quantized.shape[-1] * 2, mode="nearest"), spec.shape[2])
-        _, m_p, logs_p, y_mask = self.enc_p(quantized, spec_lengths, text, text_lengths, ge)
-        z, m_q, logs_q, y_mask = self.enc_q(spec, spec_lengths, ge, noise=posterior_noise)
-        z_p = self.flow(z, y_mask, ge)
+        _, m_p, logs_p, y_mask = self._run(self.enc_p, quantized, spec_lengths, text, text_lengths, ge)
+        z, m_q, logs_q, y_mask = self._run(self.enc_q, spec, spec_lengths, ge, noise=posterior_noise)
+        z_p = self._run(self.flow, z, y_mask, ge)
         if slice_uniform is None:
             slice_uniform = torch.rand(z.shape[0], device=z.device)
         max_start = spec_lengths - self.segment_size + 1
@@ -175,7 +277,7 @@ class SoVITSGenerator(nn.Module):
                 f"got lengths {spec_lengths.tolist()} (drop short clips or lower segment_size)"
             )
         ids_slice = (slice_uniform.to(z.device) * max_start).long()
-        y_hat = self.dec(slice_segments(z, ids_slice, self.segment_size), ge)
+        y_hat = self._run(self.dec, slice_segments(z, ids_slice, self.segment_size), ge)
         return GeneratorOutput(y_hat, commit, ids_slice, y_mask, z, z_p, m_p, logs_p, m_q, logs_q, quantized)
 
     # --- inference ------------------------------------------------------------------------------------
@@ -187,12 +289,14 @@ class SoVITSGenerator(nn.Module):
         refer_spec: Tensor | list[Tensor],
         noise_scale: float = 0.5,
         speed: float = 1.0,
+        speaker_embedding: Tensor | None = None,
     ) -> Tensor:
         """Semantic codes [B, n_q, T] + phoneme ids [B, L] + reference spectrogram(s) -> wav [B, 1, 2*T*hop].
 
-        Several reference spectrograms (a list) are averaged into one style vector.
+        Several reference spectrograms (a list) are averaged into one style vector. In encodec mode `codes`
+        are EnCodec codes [B, 1, T25]; `speaker_embedding` [B, speaker_dim] is required iff speaker_dim > 0.
         """
-        return self.decode_with_intermediates(codes, text, refer_spec, noise_scale, speed)["wav"]
+        return self.decode_with_intermediates(codes, text, refer_spec, noise_scale, speed, speaker_embedding)["wav"]
 
     @torch.no_grad()
     def decode_with_intermediates(
@@ -202,14 +306,16 @@ class SoVITSGenerator(nn.Module):
         refer_spec: Tensor | list[Tensor],
         noise_scale: float = 0.5,
         speed: float = 1.0,
+        speaker_embedding: Tensor | None = None,
     ) -> dict[str, Tensor]:
+        """`decode` that also returns the style vector, prior statistics and latent (for parity checks)."""
         refs = [refer_spec] if isinstance(refer_spec, Tensor) else list(refer_spec)
         styles = []
         for ref in refs:
             mask = torch.ones(ref.shape[0], 1, ref.shape[2], dtype=ref.dtype, device=ref.device)
             styles.append(self.style(ref, mask))
-        ge = torch.stack(styles).mean(0)
-        quantized = self.quantizer.decode(codes.transpose(0, 1))
+        ge = add_speaker(torch.stack(styles).mean(0), self.spk_proj, speaker_embedding)
+        quantized = self.codes_to_content(codes)
         quantized = F.interpolate(quantized, size=quantized.shape[-1] * 2, mode="nearest")
         lengths = torch.full((codes.shape[0],), quantized.shape[-1], dtype=torch.long, device=codes.device)
         text_lengths = torch.full((text.shape[0],), text.shape[-1], dtype=torch.long, device=text.device)

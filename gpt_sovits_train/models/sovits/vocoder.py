@@ -36,7 +36,11 @@ class ResBlock1(nn.Module):
 
 
 class HiFiGANGenerator(nn.Module):
-    """Transposed-conv upsampling with multi-receptive-field residual blocks, conditioned on the style vector."""
+    """Transposed-conv upsampling with multi-receptive-field residual blocks, conditioned on the style vector.
+
+    `post_channels` is 1 for the waveform head (v2); the iSTFT head reuses the same trunk with a wider output
+    conv (see `istft.py`), so both decoders share one implementation of the upsampling stack.
+    """
 
     def __init__(
         self,
@@ -47,6 +51,8 @@ class HiFiGANGenerator(nn.Module):
         upsample_initial_channel: int,
         upsample_kernel_sizes: list[int],
         gin_channels: int,
+        post_channels: int = 1,
+        post_bias: bool = False,
     ) -> None:
         super().__init__()
         self.num_kernels = len(resblock_kernel_sizes)
@@ -61,14 +67,18 @@ class HiFiGANGenerator(nn.Module):
             self.ups.append(up)
             for k, d in zip(resblock_kernel_sizes, resblock_dilation_sizes, strict=True):
                 self.resblocks.append(ResBlock1(channels, k, d))
-        self.conv_post = nn.Conv1d(channels, 1, 7, padding=3, bias=False)
+        self.conv_post = nn.Conv1d(channels, post_channels, 7, padding=3, bias=post_bias)
         self.cond = nn.Conv1d(gin_channels, upsample_initial_channel, 1)
 
-    def forward(self, x: Tensor, g: Tensor) -> Tensor:
+    def trunk(self, x: Tensor, g: Tensor) -> Tensor:
+        """Latent [B, C, T] + style [B, gin, 1] -> output-conv activations [B, post_channels, T * prod(rates)]."""
         x = self.conv_pre(x) + self.cond(g)
         for i, up in enumerate(self.ups):
             x = up(F.leaky_relu(x, LRELU_SLOPE))
             blocks = self.resblocks[i * self.num_kernels : (i + 1) * self.num_kernels]
             x = sum(block(x) for block in blocks) / self.num_kernels
         # v2 uses the default 0.01 slope here (not 0.1) before the output conv.
-        return torch.tanh(self.conv_post(F.leaky_relu(x)))
+        return self.conv_post(F.leaky_relu(x))
+
+    def forward(self, x: Tensor, g: Tensor) -> Tensor:
+        return torch.tanh(self.trunk(x, g))
