@@ -24,7 +24,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from gpt_sovits_train.data.batching import BatchingConfig, Record, plan_epoch
-from gpt_sovits_train.data.collate import collate_gpt, collate_sovits
+from gpt_sovits_train.data.collate import TOKEN_SOURCES, collate_gpt, collate_sovits
 from gpt_sovits_train.data.schema import decode_sample
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,11 @@ def gpt_length(record: Record) -> int:
     """GPT cost grows with phonemes + semantic tokens (25 Hz: half the SSL frames when not stored)."""
     semantic = record.get("semantic")
     return int(record["phones"]) + int(semantic if semantic is not None else record["ssl_frames"] // 2)
+
+
+def gpt_codec_length(record: Record) -> int:
+    """GPT cost with EnCodec content tokens: phonemes + 25 Hz tokens (about half the 50 Hz SSL frames)."""
+    return int(record["phones"]) + -(-int(record["ssl_frames"]) // 2)
 
 
 class PlannedShardDataset(IterableDataset):
@@ -291,16 +296,24 @@ class GPTDataModule(ShardDataModule):
 
     Semantic ids come from the samples; when prepare did not store them, ``semantic_extractor`` (a callable
     SSL ``[768, T]`` → codes ``[T/2]``, e.g. ``LatentCodeExtractor`` around a trained SoVITS model) makes them
-    on the fly in the loader workers.
+    on the fly in the loader workers. ``token_source="encodec"`` models EnCodec content tokens instead
+    (``features.codec.codec_content_tokens`` of the stored codes), the GPT half of the EnCodec preset pair.
     """
 
     def __init__(self, *args: Any, semantic_extractor: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 **kwargs: Any) -> None:
+                 token_source: str = "semantic", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if token_source not in TOKEN_SOURCES:
+            raise ValueError(f"token_source must be one of {TOKEN_SOURCES}, got {token_source!r}")
         self.semantic_extractor = semantic_extractor
+        self.token_source = token_source
 
     def length_function(self) -> Callable[[Record], int]:
-        return gpt_length
+        # EnCodec content tokens are 25 Hz like semantic ones: half the SSL frames (the stored semantic count
+        # would be the other token stream's).
+        return gpt_length if self.token_source == "semantic" else gpt_codec_length
 
     def collate_function(self) -> Callable[[list[dict[str, Any]]], Any]:
-        return functools.partial(collate_gpt, semantic_extractor=self.semantic_extractor)
+        return functools.partial(
+            collate_gpt, semantic_extractor=self.semantic_extractor, token_source=self.token_source
+        )

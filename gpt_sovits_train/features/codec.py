@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from encodec import EncodecModel
 
 from gpt_sovits_train.audio.io import resample
 from gpt_sovits_train.features.hub import pick_device, resolve_model_dir
+
+if TYPE_CHECKING:  # the encodec package is imported only where a model is built, not by collate/inference
+    from encodec import EncodecModel
 
 CONFIG_NAME = "encodec_config.json"
 STATE_NAME = "encodec_state.pt"
@@ -44,6 +47,9 @@ def codec_content_tokens(codes: torch.Tensor) -> torch.Tensor:
 
 
 def build_encodec(sample_rate: int = 24000) -> EncodecModel:
+    """An EnCodec model of the given rate with random weights (weights come from our own state file)."""
+    from encodec import EncodecModel
+
     builders = {24000: EncodecModel.encodec_model_24khz, 48000: EncodecModel.encodec_model_48khz}
     if sample_rate not in builders:
         raise ValueError(f"EnCodec exists for 24000 or 48000 Hz, not {sample_rate}")
