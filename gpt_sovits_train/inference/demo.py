@@ -11,8 +11,9 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-from gpt_sovits_train.inference.factory import graph_generate_fn
+from gpt_sovits_train.inference.factory import decoder_generate_fn
 from gpt_sovits_train.inference.loading import network_weights
+from gpt_sovits_train.inference.sovits_runtime import prepare_sovits_for_inference
 from gpt_sovits_train.inference.synthesizer import Synthesizer
 from gpt_sovits_train.interchange.gpt_sovits_v2 import (
     write_gpt_v2,
@@ -45,12 +46,10 @@ def build_tiny_synthesizer(reference_dir: str | Path, random_models: dict[str, P
     files = write_tiny_v2_files(reference_dir, workdir)
     network = sovits_network_from_v2(files["sovits"])
     heads = json.loads((Path(reference_dir) / "tiny_t2s.json").read_text())["config"]["model"]["head"]
-    decoder = CachedT2S(network_weights(files["gpt"], "gpt"), heads=heads)
-    generate = graph_generate_fn(decoder)
-    generate.decoder = decoder  # type: ignore[attr-defined]  # streaming pulls tokens from it step by step
+    generate = decoder_generate_fn(CachedT2S(network_weights(files["gpt"], "gpt"), heads=heads))
     return Synthesizer(
         generate,
-        network.eval(),
+        prepare_sovits_for_inference(network),
         HubertExtractor(random_models["ssl"], device="cpu"),
         ChineseBertExtractor(random_models["bert"], device="cpu"),
         model_name="tiny-demo-voice (random weights)",

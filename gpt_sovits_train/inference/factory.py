@@ -8,39 +8,22 @@ from typing import Any
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from torch import nn
 
 from gpt_sovits_train.inference.loading import build_network, gpt_config_from_v2, network_config_beside, network_weights
+from gpt_sovits_train.inference.sovits_runtime import precision_dtype, prepare_sovits_for_inference
 from gpt_sovits_train.inference.synthesizer import SEMANTIC_HZ, GenerateFn, SamplingSettings, Synthesizer
 from gpt_sovits_train.interchange.gpt_sovits_v2 import V2FormatError, read_gpt_v2
 
 
-def gpt_generate_fn(gpt: nn.Module) -> GenerateFn:
-    """Adapt a v2-style GPT network to the synthesizer's ``generate`` signature.
-
-    Uses the network's KV-cache decoder with the v2 ``infer_panel`` contract: returns ``(y, idx)`` where ``y``
-    holds prompt + new tokens and the last ``idx`` of them are new (EOS not included).
-    """
-
-    def generate(
-        phones: torch.Tensor, bert: torch.Tensor, prompt: torch.Tensor | None, settings: SamplingSettings
-    ) -> torch.Tensor:
-        lengths = torch.tensor([phones.shape[1]], device=phones.device)
-        y, idx = gpt.infer_panel(
-            phones,
-            lengths,
-            prompt,
-            bert,
-            top_k=settings.top_k,
-            top_p=settings.top_p,
-            early_stop_num=int(SEMANTIC_HZ * settings.max_seconds),
-            temperature=settings.temperature,
-            repetition_penalty=settings.repetition_penalty,
-        )
-        idx = int(idx)
-        return y[0, y.shape[1] - idx :] if idx > 0 else y[0, :0]
-
-    return generate
+def _v2_keywords(settings: SamplingSettings) -> dict[str, Any]:
+    """The synthesizer's sampling settings as v2 ``infer_panel`` keywords (the length limit per sentence)."""
+    return {
+        "top_k": settings.top_k,
+        "top_p": settings.top_p,
+        "temperature": settings.temperature,
+        "repetition_penalty": settings.repetition_penalty,
+        "early_stop_num": int(SEMANTIC_HZ * settings.max_seconds),
+    }
 
 
 def gpt_heads(gpt_cfg: Any) -> int:
@@ -59,40 +42,40 @@ def gpt_heads(gpt_cfg: Any) -> int:
 
 
 def build_gpt_generate(gpt_cfg: Any, device: torch.device) -> GenerateFn:
-    """GPT stage by ``backend``: ``cached`` (fast KV-cache decoder built from the v2 weights, the default),
-    ``onnx`` (ONNX Runtime on ``onnx_dir`` from gst-export), or ``network`` (our GPT network from ``net``)."""
+    """GPT stage by ``backend``, all decoding with the same rules (``models/gpt/sampling.py``):
+
+    * ``cached`` (default): our KV decoder on the checkpoint's weights, sized from the weights themselves;
+    * ``network``: our KV decoder on the network built from ``net`` (or the run config beside the checkpoint);
+    * ``onnx``: ONNX Runtime on ``onnx_dir`` from ``gst-export``, driven by the same rules on the host.
+
+    ``precision`` (``fp32`` | ``bf16``) applies to the PyTorch backends.
+    """
+    from gpt_sovits_train.interchange.t2s_decode import CachedT2S, OnnxGenerator
+
     backend = gpt_cfg.get("backend", "cached")
-    if backend == "network":
-        network = build_network(gpt_cfg.get("net"), gpt_cfg["checkpoint"], "gpt").to(device)
-        if hasattr(network, "infer_panel"):
-            return gpt_generate_fn(network)
-        # Networks without their own sampler decode through the cached KV decoder on their (v2-keyed) weights.
-        from gpt_sovits_train.interchange.t2s_decode import CachedT2S
-
-        heads = int(gpt_cfg.get("heads") or network.cfg.num_heads)
-        decoder = CachedT2S(network.state_dict(), heads)
-        generate = graph_generate_fn(decoder)
-        generate.decoder = decoder  # type: ignore[attr-defined]
-        return generate
+    dtype = precision_dtype(gpt_cfg.get("precision") or "fp32")
     if backend == "onnx":
-        from gpt_sovits_train.interchange.t2s_decode import OnnxGenerator
-
-        return graph_generate_fn(OnnxGenerator(gpt_cfg["onnx_dir"]))
-    if backend == "cached":
-        from gpt_sovits_train.interchange.t2s_decode import CachedT2S
-
-        decoder = CachedT2S(network_weights(gpt_cfg["checkpoint"], "gpt"), gpt_heads(gpt_cfg))
-        generate = graph_generate_fn(decoder)
-        generate.decoder = decoder  # type: ignore[attr-defined]  # lets streaming pull tokens step by step
-        return generate
-    raise ValueError(f"gpt.backend must be cached, onnx or network, got {backend!r}")
+        return decoder_generate_fn(OnnxGenerator(gpt_cfg["onnx_dir"]))
+    if backend == "network":
+        network = build_network(gpt_cfg.get("net"), gpt_cfg["checkpoint"], "gpt")
+        heads = int(gpt_cfg.get("heads") or network.cfg.num_heads)
+        decoder = CachedT2S(network.state_dict(), heads, dtype)
+    elif backend == "cached":
+        decoder = CachedT2S(network_weights(gpt_cfg["checkpoint"], "gpt"), gpt_heads(gpt_cfg), dtype)
+    else:
+        raise ValueError(f"gpt.backend must be cached, onnx or network, got {backend!r}")
+    decoder.decoder.model.to(device)
+    return decoder_generate_fn(decoder)
 
 
 def build_synthesizer(cfg: DictConfig | dict[str, Any]) -> Synthesizer:
-    """Needs ``gpt.{net,checkpoint}``, ``sovits.{net,checkpoint}``, ``features.{ssl,bert,speaker}``, ``device``."""
+    """Needs ``gpt.{checkpoint,backend,precision}``, ``sovits.{net,checkpoint,precision}``,
+    ``features.{ssl,bert,speaker,codec}``, ``device`` (``conf/synthesize.yaml``). The SoVITS network is prepared
+    for inference (weight norms folded, ``enc_q`` dropped; :mod:`~gpt_sovits_train.inference.sovits_runtime`)."""
     device = torch.device(cfg["device"])
     generate = build_gpt_generate(cfg["gpt"], device)
-    sovits = build_network(cfg["sovits"].get("net"), cfg["sovits"]["checkpoint"], "sovits").to(device)
+    sovits = build_network(cfg["sovits"].get("net"), cfg["sovits"]["checkpoint"], "sovits")
+    sovits = prepare_sovits_for_inference(sovits, cfg["sovits"].get("precision") or "fp32").to(device)
     features = cfg["features"]
     return Synthesizer(
         generate=generate,
@@ -102,47 +85,42 @@ def build_synthesizer(cfg: DictConfig | dict[str, Any]) -> Synthesizer:
         speaker_encoder=instantiate(features["speaker"]) if features.get("speaker") else None,
         model_name=str(cfg.get("model_name") or cfg["sovits"]["checkpoint"]),
         device=device,
+        codec_tokenizer=instantiate(features["codec"]) if features.get("codec") else None,
     )
 
 
-def graph_generate_fn(generator: Callable[..., Any]) -> GenerateFn:
-    """Adapt a :mod:`gpt_sovits_train.interchange.t2s_decode` generator (PyTorch graph or ONNX Runtime)."""
+def decoder_generate_fn(decoder: Callable[..., Any]) -> GenerateFn:
+    """Adapt a :mod:`gpt_sovits_train.interchange.t2s_decode` decoder (``CachedT2S``, ``OnnxGenerator``,
+    ``TorchGraphGenerator``) to the synthesizer's ``generate``; the decoder stays reachable as
+    ``generate.decoder`` so streaming can pull tokens from it step by step.
+
+    Every new token is returned. (The v2 UI keeps only the last ``idx`` tokens, which drops the first one when a
+    sentence stops at the length limit rather than at EOS; nothing is gained by dropping it.)
+    """
+
+    from gpt_sovits_train.interchange.t2s_decode import CachedT2S
+
+    # Graph backends (ONNX Runtime, export modules) take CPU tensors; the KV decoder runs where its weights are.
+    move = (lambda t: t) if isinstance(decoder, CachedT2S) else (lambda t: t.cpu())
 
     def generate(
         phones: torch.Tensor, bert: torch.Tensor, prompt: torch.Tensor | None, settings: SamplingSettings
     ) -> torch.Tensor:
-        result = generator(
-            phones.cpu(),
-            bert.cpu(),
-            prompt.cpu() if prompt is not None else None,
-            top_k=settings.top_k,
-            top_p=settings.top_p,
-            temperature=settings.temperature,
-            repetition_penalty=settings.repetition_penalty,
-            early_stop_num=int(SEMANTIC_HZ * settings.max_seconds),
-        )
-        return result.kept().to(phones.device)
+        prompt = move(prompt) if prompt is not None else None
+        result = decoder(move(phones), move(bert), prompt, **_v2_keywords(settings))
+        return result.new_tokens.to(phones.device)
 
+    generate.decoder = decoder  # type: ignore[attr-defined]
     return generate
 
 
-def cached_token_stream_fn(generator: Any, first_chunk: int = 8, chunk: int = 24):
-    """Token chunks while the cached decoder runs (for :class:`StreamingSynthesizer`): small first chunk, then
-    ``chunk`` tokens each, so the first audio leaves after ``first_chunk`` decode steps."""
-    from gpt_sovits_train.interchange.t2s_decode import stream_chunks
+def cached_token_stream_fn(decoder: Any, first_chunk: int = 8, chunk: int = 24):
+    """Token chunks while a :mod:`~gpt_sovits_train.interchange.t2s_decode` decoder runs (for
+    :class:`StreamingSynthesizer`): ``first_chunk`` tokens first, so the first audio leaves after that many decode
+    steps, then ``chunk`` tokens each."""
+    from gpt_sovits_train.interchange.t2s_decode import v2_options
 
     def token_stream(phones: torch.Tensor, bert: torch.Tensor, prompt: torch.Tensor | None, s: SamplingSettings):
-        return stream_chunks(
-            generator,
-            phones.cpu(),
-            bert.cpu(),
-            prompt.cpu() if prompt is not None else None,
-            (first_chunk, chunk),
-            top_k=s.top_k,
-            top_p=s.top_p,
-            temperature=s.temperature,
-            repetition_penalty=s.repetition_penalty,
-            early_stop_num=int(SEMANTIC_HZ * s.max_seconds),
-        )
+        return decoder.stream(phones, bert, prompt, v2_options(**_v2_keywords(s)), (first_chunk, chunk))
 
     return token_stream

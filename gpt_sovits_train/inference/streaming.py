@@ -106,14 +106,7 @@ class StreamingSynthesizer:
                     continue
                 context = seen[-self.context :] if self.context else seen[:0]
                 codes = torch.cat([context, new]).view(1, 1, -1)
-                wav = (
-                    self.synth.sovits.decode(
-                        codes, text_ids, ref.refer_spec, noise_scale=settings.noise_scale, speed=settings.speed
-                    )
-                    .reshape(-1)
-                    .float()
-                    .cpu()
-                )
+                wav = self.synth.decode_tokens(codes, text_ids, ref, settings)
                 drop = min(context.numel() * samples_per_token, wav.numel())
                 fresh = wav[max(0, drop - tail.numel()) :] if tail.numel() else wav[drop:]
                 if tail.numel():

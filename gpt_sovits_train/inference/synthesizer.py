@@ -4,6 +4,10 @@ Pipeline (the v2 inference recipe):
 
 1. **reference**: the 3–10 s clip at 16 kHz (+0.3 s of silence, as v2 does) → HuBERT → SoVITS ``extract_latent``
    = the semantic *prompt*; the same clip at 32 kHz → linear spectrogram = the timbre reference for decoding.
+   A SoVITS network with ``content_source="encodec"`` takes its prompt from the EnCodec tokenizer instead
+   (codebook 0 brought to 25 Hz by ``codec_content_tokens``, the rule its training data used), and one with
+   ``speaker_dim > 0`` also gets an ECAPA embedding of the speaker (from ``Reference.speaker_audio`` when given —
+   longer audio gives a steadier embedding — else from the clip itself).
 2. **frontend**: reference transcript and target text → v2 phone ids (+ BERT features for Chinese runs, zeros
    otherwise); the target is split into sentences so the GPT sees short sequences.
 3. **gpt**: for each sentence, autoregressive semantic tokens continuing the prompt (KV-cache sampling).
@@ -46,7 +50,13 @@ class SoVITSNetwork(Protocol):
     def extract_latent(self, ssl: torch.Tensor) -> torch.Tensor: ...
 
     def decode(
-        self, codes: torch.Tensor, text: torch.Tensor, refer_spec: torch.Tensor, noise_scale: float, speed: float
+        self,
+        codes: torch.Tensor,
+        text: torch.Tensor,
+        refer_spec: torch.Tensor,
+        noise_scale: float,
+        speed: float,
+        speaker_embedding: torch.Tensor | None = None,
     ) -> torch.Tensor: ...
 
 
@@ -126,6 +136,7 @@ class SynthesisResult:
 
 
 GenerateFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None, SamplingSettings], torch.Tensor]
+CodecFn = Callable[[torch.Tensor, int], torch.Tensor]  # (wav [N], sample rate) -> EnCodec codes [n_q, T75]
 
 
 class _StageTimer:
@@ -149,8 +160,10 @@ class Synthesizer:
     """Python API: ``Synthesizer(...).synthesize(text, language, reference)``.
 
     ``generate`` runs the GPT stage: ``(phone_ids [1,P], bert [1,1024,P], prompt [1,S] | None, settings) ->
-    new tokens [N]``; :func:`gpt_generate_fn` builds it from our GPT network. Feature extractors are the
-    ``gpt_sovits_train.features`` classes (or anything with the same call signature).
+    new tokens [N]``; :func:`gpt_sovits_train.inference.factory.decoder_generate_fn` builds it. Feature
+    extractors are the ``gpt_sovits_train.features`` classes (or anything with the same call signature):
+    ``speaker_encoder`` is required when the SoVITS network has ``speaker_dim > 0``, ``codec_tokenizer`` when its
+    ``content_source`` is ``"encodec"`` and a reference transcript is given.
     """
 
     def __init__(
@@ -162,14 +175,26 @@ class Synthesizer:
         speaker_encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
         model_name: str = "gpt_sovits_train voice",
         device: str | torch.device = "cpu",
+        codec_tokenizer: CodecFn | None = None,
     ) -> None:
         self.generate = generate
         self.sovits = sovits
         self.ssl_extractor = ssl_extractor
         self.bert_extractor = bert_extractor
         self.speaker_encoder = speaker_encoder
+        self.codec_tokenizer = codec_tokenizer
         self.model_name = model_name
         self.device = torch.device(device)
+        self.speaker_dim = int(getattr(sovits, "speaker_dim", 0) or 0)
+        self.content_source = str(getattr(sovits, "content_source", "ssl"))
+        parameter = next(iter(sovits.parameters()), None) if isinstance(sovits, torch.nn.Module) else None
+        self.sovits_dtype = parameter.dtype if parameter is not None else torch.float32
+        if self.speaker_dim and speaker_encoder is None:
+            raise ValueError(
+                f"the SoVITS network is conditioned on a {self.speaker_dim}-d speaker embedding (speaker_dim > 0): "
+                "configure a speaker encoder (features.speaker = gpt_sovits_train.features.speaker."
+                "EcapaSpeakerEncoder) and optionally reference.speaker_audio"
+            )
 
     # -- text ---------------------------------------------------------------------------------------------------
     def _bert_for(self, phonemized: Phonemized) -> torch.Tensor:
@@ -203,17 +228,51 @@ class Synthesizer:
         refer_spec = linear_spectrogram(wav32.unsqueeze(0)).to(self.device)
         prompt_semantic, phones, bert = None, [], torch.zeros(BERT_DIM, 0)
         if reference.text:
-            wav16 = resample(wav32, SAMPLE_RATE, SSL_RATE)
-            wav16 = torch.cat([wav16, torch.zeros(int(SSL_RATE * PROMPT_SILENCE_SECONDS))])
-            ssl = self.ssl_extractor(wav16).unsqueeze(0).to(self.device)  # [1, 768, T]
-            codes = self.sovits.extract_latent(ssl)  # [1, 1, T/2]
-            prompt_semantic = codes[0, 0].unsqueeze(0).long()
+            prompt_semantic = self._prompt_tokens(wav32)
             phones, bert = self._phones(reference.text, reference.language)
         embedding = None
-        if self.speaker_encoder is not None:
+        if self.speaker_dim:
+            assert self.speaker_encoder is not None  # checked in __init__
             source = load_mono(reference.speaker_audio, SSL_RATE) if reference.speaker_audio else None
             embedding = self.speaker_encoder(source if source is not None else resample(wav32, SAMPLE_RATE, SSL_RATE))
+        elif reference.speaker_audio:
+            log.warning("reference.speaker_audio is ignored: this SoVITS network has no speaker conditioning")
         return PreparedReference(prompt_semantic, phones, bert, refer_spec, embedding, seconds)
+
+    def _prompt_tokens(self, wav32: torch.Tensor) -> torch.Tensor:
+        """The reference clip's content tokens ``[1, S]`` at 25 Hz, the kind the SoVITS network was trained on."""
+        wav16 = resample(wav32, SAMPLE_RATE, SSL_RATE)
+        wav16 = torch.cat([wav16, torch.zeros(int(SSL_RATE * PROMPT_SILENCE_SECONDS))])
+        if self.content_source == "encodec":
+            if self.codec_tokenizer is None:
+                raise ValueError(
+                    "the SoVITS network reads EnCodec content (content_source='encodec'): configure features.codec "
+                    "(gpt_sovits_train.features.codec.EncodecTokenizer), or synthesize without reference.text"
+                )
+            from gpt_sovits_train.features.codec import codec_content_tokens
+
+            content = codec_content_tokens(self.codec_tokenizer(wav16, SSL_RATE)).unsqueeze(0).to(self.device)
+        else:
+            content = self.ssl_extractor(wav16).unsqueeze(0).to(self.device)  # [1, 768, T50]
+        codes = self.sovits.extract_latent(content)  # [1, 1, T25]
+        return codes[0, 0].unsqueeze(0).long()
+
+    def decode_tokens(
+        self, tokens: torch.Tensor, text_ids: torch.Tensor, ref: PreparedReference, settings: SamplingSettings
+    ) -> torch.Tensor:
+        """Semantic tokens ``[N]`` + phone ids ``[1,P]`` → float32 wav ``[M]`` on the CPU, in the reference voice."""
+        extra = {}  # only speaker-conditioned networks are given the keyword
+        if ref.speaker_embedding is not None and self.speaker_dim:
+            extra["speaker_embedding"] = ref.speaker_embedding.reshape(1, -1).to(self.device, self.sovits_dtype)
+        wav = self.sovits.decode(
+            tokens.reshape(1, 1, -1).to(self.device),
+            text_ids,
+            ref.refer_spec.to(self.device, self.sovits_dtype),
+            noise_scale=settings.noise_scale,
+            speed=settings.speed,
+            **extra,
+        )
+        return wav.reshape(-1).float().cpu()
 
     # -- synthesis ----------------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -231,10 +290,7 @@ class Synthesizer:
             raise RuntimeError(f"the GPT stage produced no tokens for {sentence!r}; try another seed or top_k")
         with timer("sovits"):
             text = torch.tensor([phones], dtype=torch.long, device=self.device)
-            wav = self.sovits.decode(
-                tokens.view(1, 1, -1), text, ref.refer_spec, noise_scale=settings.noise_scale, speed=settings.speed
-            )
-            wav = wav.reshape(-1).float().cpu()
+            wav = self.decode_tokens(tokens, text, ref, settings)
             peak = float(wav.abs().max()) if wav.numel() else 0.0
             if peak > 1.0:
                 wav = wav / peak

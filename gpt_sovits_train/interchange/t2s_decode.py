@@ -1,12 +1,18 @@
-"""Host-side autoregressive decoding over exported GPT graphs (PyTorch export modules or ONNX Runtime sessions).
+"""Decoding with the v2 ``infer_panel`` keyword contract, over our KV decoder or over exported GPT graphs.
 
-The exported graphs only compute logits and caches; this module applies the v2 decoding rules on the host:
+There is one decoding implementation, :class:`gpt_sovits_train.models.gpt.sampling.KVDecoder`, and one set of
+rules, :class:`~gpt_sovits_train.models.gpt.sampling.DecodeRules`. This module only adapts them:
 
-* the EOS logit is dropped for the first 11 steps;
-* repetition penalty over every earlier token, prompt included (negative scores ×p, positive ÷p);
-* top-p, then temperature, then top-k; the sample is ``argmax(probs / Exponential(1))``;
-* stop when the generated length exceeds ``early_stop_num`` or when the argmax or the sample is EOS
-  (EOS is never appended). ``idx`` is the number of steps before the stopping one; the v2 UI keeps ``y[-idx:]``.
+* :class:`CachedT2S` is the KV decoder built straight from v2-keyed weights (official ``.ckpt``, ours, or
+  safetensors), called with v2's keywords;
+* :func:`iter_decode` is the thin host loop for graphs that only compute logits and caches — the PyTorch export
+  modules (:class:`TorchGraphGenerator`) and ONNX Runtime sessions (:class:`OnnxGenerator`); it hands every
+  step's logits to the same ``DecodeRules``.
+
+The v2 rules (``SamplingOptions.v2_compatible``): EOS forbidden for the first 11 steps; repetition penalty over
+every earlier token, prompt included; top-p, then temperature, then top-k, then ``argmax(probs / Exponential(1))``;
+stop when the argmax or the sample is EOS (EOS is never appended) or after ``early_stop_num + 1`` new tokens.
+``idx`` is the index of the stopping step, which the v2 UI uses to keep ``y[-idx:]``.
 """
 
 from __future__ import annotations
@@ -19,11 +25,10 @@ import numpy as np
 import torch
 
 from gpt_sovits_train.interchange.onnx import T2SPrefill, T2SStep
-from gpt_sovits_train.models.gpt.sampling import SamplingOptions, choose, process_logits
+from gpt_sovits_train.models.gpt.model import model_from_weights
+from gpt_sovits_train.models.gpt.sampling import DecodeRules, KVDecoder, SamplingOptions
 
-EOS = 1024
-EOS_BLOCKED_STEPS = 11
-MAX_STEPS = 1500
+MAX_STEPS = 1500  # v2's loop bound when early_stop_num is -1
 
 PrefillFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 StepFn = Callable[
@@ -31,22 +36,27 @@ StepFn = Callable[
 ]
 
 
-def sample_next(
-    logits: torch.Tensor, previous: torch.Tensor, top_k: int, top_p: float, temperature: float, penalty: float
-) -> torch.Tensor:
-    """One v2 sampling decision for ``logits`` ``[V]`` given earlier tokens ``previous`` ``[L]``, through the same
-    logits processing and draw as :class:`~gpt_sovits_train.models.gpt.sampling.KVDecoder` (EOS blocking is done
-    by the caller, which slices the EOS column off as v2 does)."""
-    options = SamplingOptions(top_k=top_k, top_p=top_p, temperature=temperature, repetition_penalty=penalty)
-    history = previous.long().unsqueeze(0) if previous.numel() else None
-    processed = process_logits(logits.unsqueeze(0), history, options, block_eos=False, eos=EOS)
-    return choose(processed, options)[0]
+def v2_options(
+    top_k: int = 15,
+    top_p: float = 1.0,
+    temperature: float = 1.0,
+    repetition_penalty: float = 1.35,
+    early_stop_num: int = -1,
+) -> SamplingOptions:
+    """:class:`SamplingOptions` for v2's ``infer_panel`` keywords (``early_stop_num=n`` allows ``n + 1`` tokens)."""
+    return SamplingOptions.v2_compatible(
+        top_k=top_k,
+        top_p=top_p,
+        temperature=temperature,
+        repetition_penalty=repetition_penalty,
+        max_new_tokens=early_stop_num + 1 if early_stop_num != -1 else MAX_STEPS,
+    )
 
 
 @dataclass
 class DecodeResult:
     new_tokens: torch.Tensor  # [N] every appended token
-    idx: int  # steps before the stopping one
+    idx: int  # index of the stopping step
 
     def kept(self) -> torch.Tensor:
         """What the v2 UI feeds to SoVITS: the last ``idx`` tokens."""
@@ -59,45 +69,31 @@ def iter_decode(
     phoneme_ids: torch.Tensor,
     bert: torch.Tensor,
     prompt: torch.Tensor | None,
-    top_k: int = 15,
-    top_p: float = 1.0,
-    temperature: float = 1.0,
-    repetition_penalty: float = 1.35,
-    early_stop_num: int = -1,
+    options: SamplingOptions,
+    generator: torch.Generator | None = None,
 ) -> Iterator[int]:
-    """Yield each new token as soon as it is sampled (the KV-cache loop with the v2 rules).
+    """Yield each new token as soon as it is chosen, driving graph callables that pass caches by value.
 
-    The generator's return value (``StopIteration.value``) is ``idx``, the number of steps before the stopping one.
-    ``prompt`` ``None`` means reference-free decoding.
+    The generator's return value (``StopIteration.value``) is ``idx``. ``prompt`` ``None`` is reference-free.
     """
     prompt = prompt if prompt is not None else torch.zeros(1, 0, dtype=torch.long)
-    history = prompt[0].clone()
-    generated = 0
     logits, keys, values = prefill(phoneme_ids, bert, prompt)
-    idx = 0
-    for idx in range(MAX_STEPS):
-        row = logits[0]
-        if idx < EOS_BLOCKED_STEPS:
-            row = row[:EOS]
-        token = sample_next(row, history, top_k, top_p, temperature, repetition_penalty)
-        stop = int(torch.argmax(row)) == EOS or int(token) == EOS
-        if not stop:
-            generated += 1
-            history = torch.cat([history, token.view(1)])
-            yield int(token)
-        if early_stop_num != -1 and generated > early_stop_num:
-            stop = True
-        if stop:
-            break
-        position = torch.tensor([prompt.shape[1] + generated - 1])
+    vocab = logits.shape[-1]
+    rules = DecodeRules(options, vocab - 1, vocab, prompt, torch.tensor([prompt.shape[1]]), generator)
+    while True:
+        tokens, appended = rules.advance(logits)
+        if bool(appended[0]):
+            yield int(tokens[0])
+        if rules.finished:
+            return rules.step
+        token, position = rules.next_inputs(tokens)
         logits, keys, values = step(token.view(1, 1), position, keys, values)
-    return idx
 
 
-def decode(prefill: PrefillFn, step: StepFn, phoneme_ids, bert, prompt, **options) -> DecodeResult:
+def decode(prefill: PrefillFn, step: StepFn, phoneme_ids, bert, prompt, options: SamplingOptions) -> DecodeResult:
     """Run :func:`iter_decode` to the end; returns every new token and ``idx``."""
     tokens: list[int] = []
-    iterator = iter_decode(prefill, step, phoneme_ids, bert, prompt, **options)
+    iterator = iter_decode(prefill, step, phoneme_ids, bert, prompt, options)
     while True:
         try:
             tokens.append(next(iterator))
@@ -105,35 +101,75 @@ def decode(prefill: PrefillFn, step: StepFn, phoneme_ids, bert, prompt, **option
             return DecodeResult(torch.tensor(tokens, dtype=torch.long), int(finished.value))
 
 
-def stream_chunks(
-    generator: CachedT2S | TorchGraphGenerator, phoneme_ids, bert, prompt, chunk_sizes: tuple[int, int], **options
-) -> Iterator[torch.Tensor]:
-    """Yield token chunks while decoding: a small first chunk for low latency, then ``chunk_sizes[1]`` each."""
-    first, rest = chunk_sizes
-    pending: list[int] = []
-    limit = first
-    for token in iter_decode(generator.prefill, generator.step, phoneme_ids, bert, prompt, **options):
-        pending.append(token)
-        if len(pending) >= limit:
-            yield torch.tensor(pending, dtype=torch.long)
-            pending, limit = [], rest
-    if pending:
-        yield torch.tensor(pending, dtype=torch.long)
+class CachedT2S:
+    """Our :class:`KVDecoder` on v2-keyed GPT weights, called like the graph generators (v2 keywords in,
+    :class:`DecodeResult` out), so the synthesizer can swap PyTorch and ONNX Runtime decoding freely.
 
+    ``dtype=torch.bfloat16`` halves the weight bytes; on CPUs whose batch-1 bf16 matrix-vector kernels are slower
+    than float32 (measured in ``benchmarks/gpt.py``) it is a memory saving, not a speed-up.
+    """
 
-class TorchGraphGenerator:
-    """Decode with the PyTorch export modules built from v2 GPT weights (no dependency on the training code)."""
-
-    def __init__(self, weights, heads: int) -> None:
-        self.prefill = T2SPrefill(weights, heads).eval()
-        self.step = T2SStep(weights, heads).eval()
+    def __init__(self, weights, heads: int, dtype: torch.dtype = torch.float32) -> None:
+        self.decoder = KVDecoder(model_from_weights(weights, heads, dtype))
 
     @torch.inference_mode()
-    def __call__(self, phoneme_ids, bert, prompt, **options) -> DecodeResult:
-        return decode(self.prefill, self.step, phoneme_ids, bert, prompt, **options)
+    def prefill(self, phoneme_ids: torch.Tensor, bert: torch.Tensor, prompt: torch.Tensor | None, room: int = 1):
+        """Float32 logits ``[1,V]`` of the first new token; the cache stays inside :attr:`decoder` with ``room``
+        free columns for :meth:`KVDecoder.step` calls."""
+        prompt = prompt if prompt is not None else phoneme_ids.new_zeros(1, 0)
+        p, s = phoneme_ids.shape[1], prompt.shape[1]
+        logits = self.decoder.prefill(phoneme_ids, torch.tensor([p]), bert, prompt, torch.tensor([s]), p + s + room)
+        return logits.float(), None, None
+
+    def generate(self, phoneme_ids, bert, prompt, options: SamplingOptions, generator=None) -> DecodeResult:
+        """Decode one sentence with ``options``; ``idx`` is the stopping step's index as in v2."""
+        out = self.decoder.generate(phoneme_ids, bert, prompt, options=options, generator=generator)
+        return DecodeResult(out.row(0), out.steps)
+
+    def stream(self, phoneme_ids, bert, prompt, options: SamplingOptions, chunk_sizes: tuple[int, int]):
+        """Token chunks while decoding: ``chunk_sizes[0]`` first (low latency), then ``chunk_sizes[1]`` each."""
+        first, rest = chunk_sizes
+        return self.decoder.stream(phoneme_ids, bert, prompt, options, chunk_size=rest, first_chunk_size=first)
+
+    def __call__(self, phoneme_ids, bert, prompt, **v2_keywords) -> DecodeResult:
+        return self.generate(phoneme_ids, bert, prompt, v2_options(**v2_keywords))
 
 
-class OnnxGenerator:
+class _GraphDecoder:
+    """Shared driver of the graph backends: v2 keywords in, :class:`DecodeResult` or token chunks out."""
+
+    def _prefill(self, phoneme_ids, bert, prompt):
+        raise NotImplementedError
+
+    def _step(self, token, position, keys, values):
+        raise NotImplementedError
+
+    @torch.inference_mode()
+    def __call__(self, phoneme_ids, bert, prompt, **v2_keywords) -> DecodeResult:
+        return decode(self._prefill, self._step, phoneme_ids, bert, prompt, v2_options(**v2_keywords))
+
+    def stream(self, phoneme_ids, bert, prompt, options: SamplingOptions, chunk_sizes: tuple[int, int]):
+        """Token chunks as :meth:`CachedT2S.stream` yields them, from the host loop."""
+        limit, pending = chunk_sizes[0], []
+        with torch.inference_mode():
+            for token in iter_decode(self._prefill, self._step, phoneme_ids, bert, prompt, options):
+                pending.append(token)
+                if len(pending) >= limit:
+                    yield torch.tensor(pending, dtype=torch.long)
+                    limit, pending = chunk_sizes[1], []
+        if pending:
+            yield torch.tensor(pending, dtype=torch.long)
+
+
+class TorchGraphGenerator(_GraphDecoder):
+    """Decode with the PyTorch export modules built from v2 GPT weights: checks the graphs before exporting."""
+
+    def __init__(self, weights, heads: int) -> None:
+        self._prefill = T2SPrefill(weights, heads).eval()
+        self._step = T2SStep(weights, heads).eval()
+
+
+class OnnxGenerator(_GraphDecoder):
     """Decode with ``t2s_prefill.onnx`` / ``t2s_step.onnx`` in ONNX Runtime."""
 
     def __init__(self, folder: str | Path, threads: int = 0) -> None:
@@ -160,63 +196,3 @@ class OnnxGenerator:
             "v_cache_in": values.numpy(),
         }
         return tuple(torch.from_numpy(np.asarray(o)) for o in self.step_session.run(None, feed))
-
-    def __call__(self, phoneme_ids, bert, prompt, **options) -> DecodeResult:
-        return decode(self._prefill, self._step, phoneme_ids, bert, prompt, **options)
-
-
-class CachedT2S:
-    """Fast PyTorch decoding for the synthesizer: preallocated K/V caches written in place, fused attention.
-
-    The ONNX graphs must pass caches as values (they grow by concatenation); in eager PyTorch that copy of every
-    cache at every step dominates batch-1 decoding, so this path keeps one buffer per layer instead.
-    """
-
-    def __init__(self, weights, heads: int, max_tokens: int = 2048, dtype: torch.dtype = torch.float32) -> None:
-        # bfloat16 halves the bytes read per token (batch-1 decoding is memory-bound); float32 for exact parity.
-        self.graph = T2SPrefill(weights, heads).eval().to(dtype)
-        self.dtype = dtype
-        self.heads = heads
-        self.dim = self.graph.text_embedding.shape[1]
-        self.max_tokens = max_tokens
-
-    def _split(self, t: torch.Tensor) -> torch.Tensor:
-        return t.view(t.shape[0], t.shape[1], self.heads, self.dim // self.heads).transpose(1, 2)
-
-    @torch.inference_mode()
-    def prefill(self, phoneme_ids: torch.Tensor, bert: torch.Tensor, prompt: torch.Tensor):
-        logits, keys, values = self.graph(phoneme_ids, bert.to(self.dtype), prompt)
-        layers, _, length, _ = keys.shape
-        head_dim = self.dim // self.heads
-        self.k = torch.zeros(layers, 1, self.heads, self.max_tokens, head_dim, dtype=self.dtype)
-        self.v = torch.zeros_like(self.k)
-        self.k[:, :, :, :length] = keys.view(layers, 1, length, self.heads, head_dim).transpose(2, 3)
-        self.v[:, :, :, :length] = values.view(layers, 1, length, self.heads, head_dim).transpose(2, 3)
-        self.length = length
-        return logits.float(), None, None
-
-    @torch.inference_mode()
-    def step(self, token: torch.Tensor, position: torch.Tensor, _keys=None, _values=None):
-        g = self.graph
-        if self.length >= self.max_tokens:
-            raise RuntimeError(f"decode exceeded {self.max_tokens} positions; raise max_tokens")
-        h = torch.nn.functional.embedding(token, g.audio_embedding) + g.audio_alpha * g.positions[position].unsqueeze(0)
-        t = self.length
-        for index, layer in enumerate(g.layers):
-            q, k, v = layer.qkv(h)
-            self.k[index, :, :, t] = k.view(1, self.heads, -1)
-            self.v[index, :, :, t] = v.view(1, self.heads, -1)
-            out = torch.nn.functional.scaled_dot_product_attention(
-                self._split(q), self.k[index, :, :, : t + 1], self.v[index, :, :, : t + 1]
-            )
-            attended = torch.nn.functional.linear(
-                out.transpose(1, 2).reshape(1, 1, self.dim),
-                layer.self_attn_out_proj_weight,
-                layer.self_attn_out_proj_bias,
-            )
-            h = layer.finish(h, attended)
-        self.length = t + 1
-        return torch.nn.functional.linear(h[:, -1], g.predict).float(), None, None
-
-    def __call__(self, phoneme_ids, bert, prompt, **options) -> DecodeResult:
-        return decode(self.prefill, self.step, phoneme_ids, bert, prompt, **options)

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 
-from gpt_sovits_train.benchmarks.e2e import random_gpt_weights, run_e2e_rtf
+import pytest
+
+from gpt_sovits_train.benchmarks.e2e import random_gpt_weights, run_e2e_rtf, run_e2e_rtf_bf16
 
 
-def test_quick_benchmark_reports_stages() -> None:
-    figures = run_e2e_rtf(quick=True)
+@pytest.mark.parametrize("run", [run_e2e_rtf, run_e2e_rtf_bf16], ids=["fp32", "bf16"])
+def test_quick_benchmark_reports_stages(run) -> None:
+    figures = run(quick=True)
     json.dumps(figures)  # JSON-able for scripts/bench.py
-    assert set(figures["stage_rtf"]) >= {"frontend", "gpt"}
-    assert figures["gpt_tokens_per_s"] > 0
-    assert (figures["rtf"] is None) == ("sovits" in figures and isinstance(figures["sovits"], str))
+    assert set(figures["stage_rtf"]) == {"frontend", "gpt", "sovits"}
+    assert figures["gpt_tokens_per_s"] > 0 and figures["rtf"] > 0 and figures["first_chunk_latency_s"] > 0
+    assert 0 < figures["sovits_share"] < 1
 
 
 def test_random_weights_follow_manifest_layout(ref_dir) -> None:

@@ -1,4 +1,5 @@
-"""Host-side v2 decoding over the exported GPT graphs reproduces the reference greedy decodes exactly."""
+"""v2-contract decoding reproduces the reference greedy decodes exactly through every backend: our KV decoder on
+the v2 weights, the PyTorch export graphs and ONNX Runtime all share one set of decoding rules."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 from gpt_sovits_train.interchange.onnx import export_gpt_onnx
-from gpt_sovits_train.interchange.t2s_decode import CachedT2S, OnnxGenerator, TorchGraphGenerator, sample_next
+from gpt_sovits_train.interchange.t2s_decode import CachedT2S, OnnxGenerator, TorchGraphGenerator, v2_options
+from gpt_sovits_train.models.gpt.sampling import SamplingOptions, choose, process_logits
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +52,28 @@ def test_reference_free_decode_and_eos_rules(fixture) -> None:
     assert int(result.new_tokens.max()) < 1024  # EOS is never emitted as a code
 
 
+def _sample(logits: torch.Tensor, seen: list[int], top_k: int, top_p: float, penalty: float) -> int:
+    options = SamplingOptions(top_k=top_k, top_p=top_p, repetition_penalty=penalty)
+    mask = torch.zeros(1, logits.numel(), dtype=torch.bool)
+    mask[0, seen] = True
+    return int(choose(process_logits(logits.unsqueeze(0), mask, options, False, 3), options)[0])
+
+
 def test_sampling_filters() -> None:
     logits = torch.tensor([5.0, 4.0, -1.0, 0.5])
     for _ in range(20):
-        assert int(sample_next(logits, torch.tensor([], dtype=torch.long), 2, 1.0, 1.0, 1.0)) in (0, 1)
+        assert _sample(logits, [], 2, 1.0, 1.0) in (0, 1)
     # A strong penalty on token 0 makes token 1 the greedy choice.
-    assert int(sample_next(logits, torch.tensor([0]), 1, 1.0, 1.0, 10.0)) == 1
+    assert _sample(logits, [0], 1, 1.0, 10.0) == 1
     # top_p small keeps only the most likely token.
-    assert int(sample_next(logits, torch.tensor([], dtype=torch.long), 4, 0.1, 1.0, 1.0)) == 0
+    assert _sample(logits, [], 4, 0.1, 1.0) == 0
+
+
+def test_v2_keywords_map_to_the_v2_rules() -> None:
+    options = v2_options(top_k=3, early_stop_num=19)
+    assert options.max_new_tokens == 20 and options.eos_blocked_steps == 11
+    assert options.penalize_prompt and options.stop_on_argmax_eos
+    assert v2_options().max_new_tokens == 1500
 
 
 def test_bfloat16_cached_decoder_stays_close(fixture) -> None:
@@ -69,15 +85,14 @@ def test_bfloat16_cached_decoder_stays_close(fixture) -> None:
     assert approx.dtype == torch.float32
     torch.testing.assert_close(approx, reference, atol=0.1, rtol=0.05)
     token = fixture["output.greedy.new_ids"][0, :1].view(1, 1)
-    step_full, _, _ = full.step(token, torch.tensor([prompt.shape[1]]))
-    step_half, _, _ = half.step(token, torch.tensor([prompt.shape[1]]))
+    with torch.inference_mode():
+        step_full = full.decoder.step(token.view(1), torch.tensor([prompt.shape[1]]))
+        step_half = half.decoder.step(token.view(1), torch.tensor([prompt.shape[1]])).float()
     torch.testing.assert_close(step_half, step_full, atol=0.1, rtol=0.05)
 
 
 def test_stream_chunks_concatenate_to_the_full_decode(fixture) -> None:
-    from gpt_sovits_train.interchange.t2s_decode import stream_chunks
-
-    options = {"top_k": 1, "top_p": 1.0, "temperature": 1.0, "repetition_penalty": 1.35, "early_stop_num": 19}
-    chunks = list(stream_chunks(CachedT2S(_weights(fixture), heads=4), *_inputs(fixture), (3, 8), **options))
+    options = v2_options(top_k=1, repetition_penalty=1.35, early_stop_num=19)
+    chunks = list(CachedT2S(_weights(fixture), heads=4).stream(*_inputs(fixture), options, (3, 8)))
     assert [c.numel() for c in chunks] == [3, 8, 8, 1]
     assert torch.cat(chunks).tolist() == fixture["output.greedy_rp135.new_ids"][0].tolist()

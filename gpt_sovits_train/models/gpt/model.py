@@ -10,6 +10,7 @@ code serves teacher-forced training and KV-cache decoding.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -267,7 +268,33 @@ class Text2SemanticModel(nn.Module):
         return KVDecoder(self).stream(phoneme_ids, bert_feature, prompt, **kwargs)
 
 
-def load_v2_state_dict(model: Text2SemanticModel, state: dict[str, torch.Tensor]) -> None:
+def config_from_weights(state: Mapping[str, torch.Tensor], num_heads: int) -> GPTConfig:
+    """Network sizes read off a v2-keyed state dict (with or without ``model.``); only the head count is not
+    recoverable from shapes, so the caller passes it (v2 configs call it ``head``)."""
+    cleaned = {k.removeprefix("model."): v for k, v in state.items()}
+    layers = {int(k.split(".")[2]) for k in cleaned if k.startswith("h.layers.")}
+    embedding_dim = int(cleaned["ar_text_embedding.word_embeddings.weight"].shape[1])
+    return GPTConfig(
+        phoneme_vocab_size=int(cleaned["ar_text_embedding.word_embeddings.weight"].shape[0]),
+        vocab_size=int(cleaned["ar_audio_embedding.word_embeddings.weight"].shape[0]),
+        embedding_dim=embedding_dim,
+        hidden_dim=int(cleaned["h.layers.0.norm1.weight"].shape[0]),
+        num_heads=num_heads,
+        num_layers=max(layers) + 1 if layers else 0,
+        ffn_dim=int(cleaned["h.layers.0.linear1.weight"].shape[0]),
+    )
+
+
+def model_from_weights(
+    state: Mapping[str, torch.Tensor], num_heads: int, dtype: torch.dtype = torch.float32
+) -> Text2SemanticModel:
+    """A ready (eval-mode) network sized by and loaded from a v2-keyed state dict, in ``dtype``."""
+    model = Text2SemanticModel(config_from_weights(state, num_heads))
+    load_v2_state_dict(model, state)
+    return model.to(dtype).eval()
+
+
+def load_v2_state_dict(model: Text2SemanticModel, state: Mapping[str, torch.Tensor]) -> None:
     """Strictly load v2 GPT weights (with or without the ``model.`` prefix of official ``.ckpt`` files)."""
     cleaned = {k.removeprefix("model."): v for k, v in state.items()}
     target_dtype = next(model.parameters()).dtype

@@ -1,8 +1,20 @@
-"""KV-cache decoding for :class:`Text2SemanticModel`: batched, streaming, greedy or sampled.
+"""KV-cache decoding for :class:`Text2SemanticModel`: batched, streaming, greedy or sampled — the one decoder.
 
-Per-token cost is kept to the layer math: the cache is preallocated once per call (``[B, H, T_max, D/H]`` per
-layer, written in place), the attention mask is a slice of one boolean buffer (and is skipped at batch 1), and the
-loop runs under ``torch.inference_mode``.
+Everything that decodes semantic tokens goes through this module: training-time validation, the synthesizer, the
+benchmarks, and (through :class:`DecodeRules`) the host loop that drives exported ONNX graphs. One implementation
+means one set of rules and one place to make it fast.
+
+Per-token cost is kept to the layer math, because batch-1 decoding is bound by reading the weights once per token
+and everything else is overhead on top of that bound:
+
+* the cache is one preallocated ``[2, B, H, T_max, D/H]`` buffer per layer, left uninitialised (every column is
+  written before it is read) and filled in place with a single copy per layer and step;
+* the step reads the weights straight from the parameters with ``F.linear``/``F.layer_norm`` on ``[B, D]`` rows
+  (no module calls, no ``[B, 1, D]`` reshapes), and attention for the single new query needs no mask unless some
+  row is padded;
+* the repetition penalty keeps a ``[B, V]`` "seen" mask updated with one scatter per step instead of re-reading a
+  growing token history;
+* the loop runs under ``torch.inference_mode``.
 
 Batch layout: row *i* holds ``[its phonemes, right-padded to max(P) ; its prompt, right-padded to max(S)]`` and new
 tokens are written at one shared column per step; padded columns are masked out as keys, and each row's semantic
@@ -10,7 +22,7 @@ positions continue from its own prompt length, so every row decodes as it would 
 
 :class:`SamplingOptions` defaults are the corrected behaviour; ``SamplingOptions.v2_compatible()`` turns on the
 reference's habits (EOS forbidden for the first 11 steps, repetition penalty also over the prompt, stop when the
-argmax is EOS even if the sample is not), which the parity tests use.
+argmax is EOS even if the sample is not), which the parity tests and the synthesizer use.
 """
 
 from __future__ import annotations
@@ -59,23 +71,26 @@ class DecodeOutput:
 
 
 def process_logits(
-    logits: torch.Tensor, history: torch.Tensor | None, options: SamplingOptions, block_eos: bool, eos: int
+    logits: torch.Tensor, seen: torch.Tensor | None, options: SamplingOptions, block_eos: bool, eos: int
 ) -> torch.Tensor:
-    """Apply EOS blocking, repetition penalty, top-p, temperature and top-k to ``logits`` ``[B,V]`` (a copy)."""
-    logits = logits.float().clone()
+    """EOS blocking, repetition penalty, top-p, temperature and top-k on ``logits`` ``[B,V]``; never in place.
+
+    ``seen`` ``[B,V]`` (bool) marks the tokens to penalize: negative scores are multiplied by the penalty, positive
+    ones divided, once per distinct token however often it occurred (as the reference's gather/scatter does).
+    """
+    logits = logits.float()
     if block_eos:
-        logits[:, eos] = float("-inf")
-    if history is not None and history.shape[1] and options.repetition_penalty != 1.0:
-        seen = logits.gather(1, history)
-        penalized = torch.where(seen < 0, seen * options.repetition_penalty, seen / options.repetition_penalty)
-        logits.scatter_(1, history, penalized)
+        logits = logits.index_fill(1, torch.tensor([eos], device=logits.device), float("-inf"))
+    if seen is not None and options.repetition_penalty != 1.0:
+        penalty = options.repetition_penalty
+        logits = torch.where(seen, torch.where(logits < 0, logits * penalty, logits / penalty), logits)
     if options.top_p < 1.0:
         ordered, order = logits.sort(dim=-1, descending=True)
-        cumulative = ordered.softmax(dim=-1).cumsum(dim=-1)
-        drop = cumulative > options.top_p
+        drop = ordered.softmax(dim=-1).cumsum(dim=-1) > options.top_p
         drop[:, 0] = False
-        logits.scatter_(1, order, ordered.masked_fill(drop, float("-inf")))
-    logits = logits / max(options.temperature, 1e-5)
+        logits = logits.scatter(1, order, ordered.masked_fill(drop, float("-inf")))
+    if options.temperature != 1.0:
+        logits = logits / max(options.temperature, 1e-5)
     if options.top_k and options.top_k < logits.shape[-1]:
         pivot = logits.topk(options.top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < pivot, float("-inf"))
@@ -91,30 +106,140 @@ def choose(logits: torch.Tensor, options: SamplingOptions, generator: torch.Gene
     return (probs / noise).argmax(dim=-1)
 
 
+class DecodeRules:
+    """Token choice and stopping for one decode, independent of how the logits are computed.
+
+    :class:`KVDecoder` and the exported-graph host loop (``interchange/t2s_decode.py``) both feed raw logits to
+    :meth:`advance`, so a PyTorch decode and an ONNX Runtime decode follow the same rules token for token.
+    """
+
+    def __init__(
+        self,
+        options: SamplingOptions,
+        eos: int,
+        vocab_size: int,
+        prompt: torch.Tensor,
+        prompt_lens: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.options, self.eos, self.generator = options, eos, generator
+        b = prompt.shape[0]
+        self.prompt_lens = prompt_lens
+        self.alive = torch.ones(b, dtype=torch.bool, device=prompt.device)
+        self.generated = torch.zeros(b, dtype=torch.long, device=prompt.device)
+        self.step = -1
+        self.finished = False
+        # One spare column takes the prompt's padding, so padding never penalizes a real token.
+        seen = torch.zeros(b, vocab_size + 1, dtype=torch.bool, device=prompt.device)
+        if options.penalize_prompt and prompt.shape[1]:
+            seen.scatter_(1, prompt.masked_fill(right_pad_mask(prompt_lens, prompt.shape[1]), vocab_size), True)
+        self.seen = seen[:, :vocab_size]
+
+    def advance(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Choose this step's tokens from raw ``logits`` ``[B,V]``.
+
+        Returns ``(tokens, appended)``: ``appended[i]`` says row *i* produced a new token this step (it was alive and
+        did not stop), and ``tokens[i]`` is that token, or EOS where nothing was appended. Afterwards
+        :attr:`finished` says whether every row has stopped.
+        """
+        options, eos = self.options, self.eos
+        self.step += 1
+        blocked = self.step < options.eos_blocked_steps
+        processed = process_logits(logits, self.seen, options, blocked, eos)
+        tokens = choose(processed, options, self.generator)
+        stop = tokens == eos
+        if options.stop_on_argmax_eos:
+            stop |= (processed if blocked else logits).argmax(-1) == eos
+        appended = self.alive & ~stop
+        self.generated += appended
+        self.alive = appended & (self.generated < options.max_new_tokens)
+        tokens = torch.where(appended, tokens, eos)
+        self.finished = not bool(self.alive.any())
+        if not self.finished:
+            self.seen.scatter_(1, tokens.unsqueeze(1), True)
+        return tokens, appended
+
+    def next_inputs(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the next step consumes: ``tokens`` with stopped rows fed a harmless 0, and each row's semantic
+        position of its newest token (positions restart at 0 for semantic tokens and count the prompt)."""
+        return torch.where(self.alive, tokens, 0), self.prompt_lens + self.generated - 1
+
+
+@dataclass(frozen=True)
+class _LayerWeights:
+    """One layer's tensors, fetched once per decode so the per-token loop does no module attribute lookups."""
+
+    in_weight: torch.Tensor
+    in_bias: torch.Tensor
+    out_weight: torch.Tensor
+    out_bias: torch.Tensor
+    ffn_in_weight: torch.Tensor
+    ffn_in_bias: torch.Tensor
+    ffn_out_weight: torch.Tensor
+    ffn_out_bias: torch.Tensor
+    norm1_weight: torch.Tensor
+    norm1_bias: torch.Tensor
+    norm2_weight: torch.Tensor
+    norm2_bias: torch.Tensor
+    eps: float
+
+    @classmethod
+    def of(cls, layer: torch.nn.Module) -> _LayerWeights:
+        attention = layer.self_attn
+        return cls(
+            attention.in_proj_weight,
+            attention.in_proj_bias,
+            attention.out_proj.weight,
+            attention.out_proj.bias,
+            layer.linear1.weight,
+            layer.linear1.bias,
+            layer.linear2.weight,
+            layer.linear2.bias,
+            layer.norm1.weight,
+            layer.norm1.bias,
+            layer.norm2.weight,
+            layer.norm2.bias,
+            layer.norm1.eps,
+        )
+
+
 class KVDecoder:
-    """Incremental decoder over a :class:`Text2SemanticModel` (weights are shared, not copied)."""
+    """Incremental decoder over a :class:`Text2SemanticModel` (weights are shared, not copied).
+
+    Decode in another precision by converting the model first (``KVDecoder(model.to(torch.bfloat16))``): the
+    cache follows the weights' dtype and the sampling always runs on float32 logits.
+    """
 
     def __init__(self, model: Text2SemanticModel) -> None:
         self.model = model
-        self.layers = list(model.h.layers)
         self.heads = model.cfg.num_heads
 
-    def _prefill(self, phoneme_ids, phoneme_lens, bert, prompt, prompt_lens, capacity):
+    def prefill(
+        self,
+        phoneme_ids: torch.Tensor,
+        phoneme_lens: torch.Tensor,
+        bert: torch.Tensor,
+        prompt: torch.Tensor,
+        prompt_lens: torch.Tensor,
+        capacity: int,
+    ) -> torch.Tensor:
+        """Run phonemes + prompt through the stack, keep their keys/values in a fresh cache of ``capacity``
+        columns, and return the raw logits ``[B,V]`` of each row's first new token."""
         model = self.model
+        self.weights = [_LayerWeights.of(layer) for layer in model.h.layers]
         b, p = phoneme_ids.shape
         s = prompt.shape[1]
         text_padding = right_pad_mask(phoneme_lens, p)
         prompt_padding = right_pad_mask(prompt_lens, s)
         x = torch.cat([model.embed_text(phoneme_ids, bert), model.embed_semantic(prompt.clamp(max=model.eos))], 1)
         mask = joint_attention_mask(text_padding, prompt_padding)
-        dim = x.shape[-1]
-        head_dim = dim // self.heads
-        self.keys = [x.new_zeros(b, self.heads, capacity, head_dim) for _ in self.layers]
-        self.values = [x.new_zeros(b, self.heads, capacity, head_dim) for _ in self.layers]
-        for layer, k_cache, v_cache in zip(self.layers, self.keys, self.values, strict=True):
+        head_dim = x.shape[-1] // self.heads
+        # Uninitialised on purpose: columns < length are always written before any step reads them.
+        self.caches = [x.new_empty(2, b, self.heads, capacity, head_dim) for _ in model.h.layers]
+        for layer, cache in zip(model.h.layers, self.caches, strict=True):
             q, k, v = layer.self_attn.project(x)
-            k_cache[:, :, : p + s] = k
-            v_cache[:, :, : p + s] = v
+            cache[0, :, :, : p + s] = k
+            cache[1, :, :, : p + s] = v
             attended = layer.self_attn.merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
             x = layer.feed_forward(layer.norm1(x + attended))
         self.valid = torch.zeros(b, 1, 1, capacity, dtype=torch.bool, device=x.device)
@@ -124,25 +249,42 @@ class KVDecoder:
         last = torch.where(prompt_lens > 0, p + prompt_lens - 1, phoneme_lens - 1)
         return model.ar_predict_layer(x[torch.arange(b, device=x.device), last])
 
-    def _step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """One new token per row (``tokens``/``positions`` ``[B]``) through every layer → logits ``[B,V]``."""
         model = self.model
         t = self.length
-        if t >= self.keys[0].shape[2]:
+        if t >= self.caches[0].shape[3]:
             raise RuntimeError("KV cache is full; raise max_new_tokens capacity")
-        x = model.ar_audio_embedding(tokens.unsqueeze(1)) + model.ar_audio_position.alpha * (
-            model.ar_audio_position.table[positions].unsqueeze(1)
-        )
-        self.valid[:, 0, 0, t] = True
-        mask = self.valid[..., : t + 1] if self.needs_mask else None
-        for layer, k_cache, v_cache in zip(self.layers, self.keys, self.values, strict=True):
-            attention = layer.self_attn
-            q, k, v = attention.project(x)
-            k_cache[:, :, t : t + 1] = k
-            v_cache[:, :, t : t + 1] = v
-            out = F.scaled_dot_product_attention(q, k_cache[:, :, : t + 1], v_cache[:, :, : t + 1], attn_mask=mask)
-            x = layer.feed_forward(layer.norm1(x + attention.merge(out)))
+        position = model.ar_audio_position
+        x = F.embedding(tokens, model.ar_audio_embedding.word_embeddings.weight) + position.alpha * position.table[
+            positions
+        ].to(position.alpha.dtype)
+        b, dim = x.shape
+        heads = self.heads
+        if self.needs_mask:
+            self.valid[:, 0, 0, t] = True
+            mask = self.valid[..., : t + 1]
+        else:
+            mask = None
+        for w, cache in zip(self.weights, self.caches, strict=True):
+            qkv = F.linear(x, w.in_weight, w.in_bias).view(b, 3, heads, -1)
+            cache[:, :, :, t] = qkv[:, 1:].transpose(0, 1)
+            attended = F.scaled_dot_product_attention(
+                qkv[:, 0].unsqueeze(2), cache[0, :, :, : t + 1], cache[1, :, :, : t + 1], attn_mask=mask
+            )
+            x = F.layer_norm(
+                x + F.linear(attended.reshape(b, dim), w.out_weight, w.out_bias),
+                (dim,),
+                w.norm1_weight,
+                w.norm1_bias,
+                w.eps,
+            )
+            hidden = F.linear(x, w.ffn_in_weight, w.ffn_in_bias).relu_()
+            x = F.layer_norm(
+                x + F.linear(hidden, w.ffn_out_weight, w.ffn_out_bias), (dim,), w.norm2_weight, w.norm2_bias, w.eps
+            )
         self.length = t + 1
-        return model.ar_predict_layer(x[:, 0])
+        return F.linear(x, model.ar_predict_layer.weight)
 
     @torch.inference_mode()
     def iterate(
@@ -156,10 +298,8 @@ class KVDecoder:
         generator: torch.Generator | None = None,
         record_logits: bool = False,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
-        """Yield ``(tokens [B], alive [B] before this step, raw logits or None)`` once per step."""
-        eos = self.model.eos
-        b = phoneme_ids.shape[0]
-        logits = self._prefill(
+        """Yield ``(tokens [B], appended [B], raw logits or None)`` once per step (see :meth:`DecodeRules.advance`)."""
+        logits = self.prefill(
             phoneme_ids,
             phoneme_lens,
             bert_feature,
@@ -167,30 +307,14 @@ class KVDecoder:
             prompt_lens,
             phoneme_ids.shape[1] + prompt.shape[1] + options.max_new_tokens,
         )
-        alive = torch.ones(b, dtype=torch.bool, device=logits.device)
-        generated = torch.zeros(b, dtype=torch.long, device=logits.device)
-        history = prompt if options.penalize_prompt else prompt[:, :0]
-        history = (
-            history.masked_fill(right_pad_mask(prompt_lens, prompt.shape[1]), eos) if history.shape[1] else history
-        )
-        for step in range(options.max_new_tokens):
-            processed = process_logits(logits, history, options, step < options.eos_blocked_steps, eos)
-            tokens = choose(processed, options, generator)
-            stop = tokens == eos
-            if options.stop_on_argmax_eos:
-                stop |= processed.argmax(-1) == eos if step < options.eos_blocked_steps else logits.argmax(-1) == eos
-            appended = alive & ~stop
-            yield (
-                torch.where(appended, tokens, torch.full_like(tokens, eos)),
-                appended,
-                (logits if record_logits else None),
-            )
-            generated += appended.long()
-            alive = appended & (generated < options.max_new_tokens)
-            if not bool(alive.any()):
+        cfg = self.model.cfg
+        rules = DecodeRules(options, cfg.eos, cfg.vocab_size, prompt, prompt_lens, generator)
+        while True:
+            tokens, appended = rules.advance(logits)
+            yield tokens, appended, (logits if record_logits else None)
+            if rules.finished:
                 return
-            history = torch.cat([history, torch.where(alive, tokens, eos).unsqueeze(1)], 1)
-            logits = self._step(torch.where(alive, tokens, 0), prompt_lens + generated - 1)
+            logits = self.step(*rules.next_inputs(tokens))
 
     def generate(
         self,
@@ -218,8 +342,7 @@ class KVDecoder:
             kept.append(appended)
             if logits is not None:
                 raw.append(logits.float().clone())
-        appended = torch.stack(kept, 1)
-        lengths = appended.sum(1)
+        lengths = torch.stack(kept, 1).sum(1)
         eos_hit = lengths < options.max_new_tokens
         return DecodeOutput(torch.stack(steps, 1), lengths, eos_hit, len(steps) - 1, raw if record_logits else None)
 
@@ -236,6 +359,8 @@ class KVDecoder:
         """Batch-1 streaming: yield new tokens in chunks (a smaller first chunk lowers time-to-first-audio)."""
         if phoneme_ids.shape[0] != 1:
             raise ValueError("stream() decodes one sentence; use generate() for batches")
+        if chunk_size < 1 or (first_chunk_size is not None and first_chunk_size < 1):
+            raise ValueError(f"chunk sizes must be >= 1, got {first_chunk_size} then {chunk_size}")
         phoneme_ids, bert_feature, prompt, phoneme_lens, prompt_lens = _normalize(phoneme_ids, bert_feature, prompt)
         pending: list[torch.Tensor] = []
         limit = first_chunk_size or chunk_size
@@ -260,8 +385,9 @@ def _normalize(phoneme_ids, bert_feature, prompt, phoneme_lens=None, prompt_lens
         prompt = phoneme_ids.new_zeros(b, 0)
     if prompt.dim() != 2 or prompt.shape[0] != b:
         raise ValueError(f"prompt must be [B, S] with B={b}, got {tuple(prompt.shape)}")
+    device = phoneme_ids.device
     if phoneme_lens is None:
-        phoneme_lens = torch.full((b,), phoneme_ids.shape[1], dtype=torch.long)
+        phoneme_lens = torch.full((b,), phoneme_ids.shape[1], dtype=torch.long, device=device)
     if prompt_lens is None:
-        prompt_lens = torch.full((b,), prompt.shape[1], dtype=torch.long)
+        prompt_lens = torch.full((b,), prompt.shape[1], dtype=torch.long, device=device)
     return phoneme_ids, bert_feature, prompt.long(), phoneme_lens.long(), prompt_lens.long()
