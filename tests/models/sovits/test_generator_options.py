@@ -15,6 +15,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from torch.utils.flop_counter import FlopCounterMode
 
 from gpt_sovits_train.models.sovits.istft import ISTFTGenerator
 from gpt_sovits_train.models.sovits.synthesizer import SoVITSGenerator
@@ -157,10 +158,20 @@ def test_istft_head_matches_hifigan_lengths():
     assert decode_codes(istft, data).shape == decode_codes(hifigan, data).shape
 
 
-def test_istft_head_is_cheaper_than_hifigan():
-    """Fewer parameters in the decoder is what makes it faster: most of HiFi-GAN's stages are gone."""
-    hifigan, istft = build(), build(decoder="istft")
-    assert sum(p.numel() for p in istft.dec.parameters()) < sum(p.numel() for p in hifigan.dec.parameters())
+def test_istft_head_needs_less_compute_than_hifigan():
+    """Counted, not timed: the stages HiFi-GAN runs near the audio rate are what the iSTFT head drops.
+
+    The FLOP counter sees the convolutions; the 40-point iSTFT it does not count is a few FLOPs per sample.
+    """
+    hifigan, istft = build().eval(), build(decoder="istft").eval()
+    latent, style = torch.randn(1, SMALL["inter_channels"], 25), torch.randn(1, 512, 1)
+
+    def flops(model: SoVITSGenerator) -> int:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model.dec(latent, style)
+        return counter.get_total_flops()
+
+    assert flops(istft) < 0.7 * flops(hifigan)  # 0.60 at these sizes, 0.51 at v2 sizes
 
 
 def test_istft_rates_must_give_the_hop():
