@@ -12,8 +12,7 @@ from gpt_sovits_train.audio.spectrogram import mel_spectrogram, spec_to_mel
 from gpt_sovits_train.models.sovits.discriminator import MultiPeriodDiscriminator
 from gpt_sovits_train.models.sovits.losses import (
     discriminator_loss,
-    feature_matching_loss,
-    generator_adversarial_loss,
+    generator_gan_losses,
     kl_loss,
     mel_reconstruction_loss,
 )
@@ -44,7 +43,11 @@ def _models(quick: bool):
 
 
 def run_sovits_train(quick: bool = False) -> dict:
-    """Batch 2, 2 s of audio (100 frames), 40 phonemes, full v2 sizes, fp32, 2 threads; both optimizer steps."""
+    """Batch 2, 2 s of audio (100 frames), 40 phonemes, full v2 sizes, fp32, 2 threads; both optimizer steps.
+
+    The step does what ``SoVITSModule.training_step`` does, through the same loss functions (generator GAN
+    losses without discriminator weight grads, mel of the real segment only), minus Lightning's bookkeeping.
+    """
     torch.set_num_threads(2)
     torch.manual_seed(0)
     net, disc = _models(quick)
@@ -59,16 +62,16 @@ def run_sovits_train(quick: bool = False) -> dict:
         out = net(ssl, spec, lengths, text, torch.full((2,), 40))
         seg = net.segment_size
         y = slice_segments(wav, out.ids_slice * 640, seg * 640)
-        y_mel = slice_segments(spec_to_mel(spec), out.ids_slice, seg)
+        y_mel = spec_to_mel(slice_segments(spec, out.ids_slice, seg))
         sr, sf, _, _ = disc(y, out.y_hat.detach())
         loss_d, _, _ = discriminator_loss(sr, sf)
         opt_d.zero_grad()
         loss_d.backward()
         opt_d.step()
-        sr, sf, fr, ff = disc(y, out.y_hat)
+        loss_gen, loss_fm = generator_gan_losses(disc, y, out.y_hat)
         loss_g = (
-            generator_adversarial_loss(sf)[0]
-            + feature_matching_loss(fr, ff)
+            loss_gen
+            + loss_fm
             + 45 * mel_reconstruction_loss(y_mel, mel_spectrogram(out.y_hat.squeeze(1)))
             + kl_loss(out.z_p, out.logs_q, out.m_p, out.logs_p, out.y_mask)
         )

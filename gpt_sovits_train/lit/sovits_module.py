@@ -18,11 +18,11 @@ from torch import Tensor, nn
 
 from gpt_sovits_train.audio.metrics import mel_cepstral_distortion, multi_resolution_stft_distance
 from gpt_sovits_train.audio.spectrogram import mel_spectrogram, spec_to_mel
+from gpt_sovits_train.data.collate import CODEC_PREPARE_HINT
 from gpt_sovits_train.models.sovits.discriminator import MultiPeriodDiscriminator
 from gpt_sovits_train.models.sovits.losses import (
     discriminator_loss,
-    feature_matching_loss,
-    generator_adversarial_loss,
+    generator_gan_losses,
     kl_loss,
     mel_reconstruction_loss,
 )
@@ -31,7 +31,7 @@ from gpt_sovits_train.models.sovits.synthesizer import SoVITSGenerator, slice_se
 log = logging.getLogger(__name__)
 
 HOP = 640
-REQUIRED_KEYS = ("ssl", "spec", "spec_lengths", "wav", "text", "text_lengths")
+REQUIRED_KEYS = ("spec", "spec_lengths", "wav", "text", "text_lengths")  # + the content (see _check_batch)
 TEXT_PATH_PREFIXES = ("enc_p.text_embedding", "enc_p.encoder_text", "enc_p.mrte")
 
 
@@ -118,17 +118,55 @@ class SoVITSModule(L.LightningModule):
         return [opt_g, opt_d], [self.hparams.scheduler(opt_g), self.hparams.scheduler(opt_d)]
 
     # --- training ---------------------------------------------------------------------------------------
-    @staticmethod
-    def _check_batch(batch: dict[str, Tensor]) -> None:
+    @property
+    def content_source(self) -> str:
+        """``ssl`` (v2: HuBERT features through ssl_proj + VQ) or ``encodec`` (EnCodec content tokens)."""
+        return getattr(self.net, "content_source", "ssl")
+
+    @property
+    def uses_speaker(self) -> bool:
+        """Whether the generator is conditioned on an ECAPA speaker embedding (``speaker_dim > 0``)."""
+        return int(getattr(self.net, "speaker_dim", 0) or 0) > 0
+
+    def _check_batch(self, batch: dict[str, Tensor]) -> None:
         missing = [k for k in REQUIRED_KEYS if k not in batch]
         if missing:
             raise KeyError(f"SoVITS batch lacks {missing}; see docs/design.md (SoVITS batch)")
+        if self.content_source == "encodec" and "content_codes" not in batch:
+            raise KeyError(
+                "the EnCodec generator (content_source=encodec) needs batch['content_codes'], made from EnCodec "
+                f"codes in the shards; {CODEC_PREPARE_HINT}"
+            )
+        if self.uses_speaker and "speaker_embedding" not in batch:
+            raise KeyError(
+                "the generator has speaker_dim > 0 and needs batch['speaker_embedding']: prepare the shards with "
+                "features.speaker={_target_: gpt_sovits_train.features.speaker.EcapaSpeakerEncoder, model: "
+                "<folder>} (the random_init feature presets include it)"
+            )
+
+    def _content(self, batch: dict[str, Tensor]) -> Tensor:
+        """What the generator reads as content: SSL features [B, 768, T] or EnCodec tokens [B, ceil(T/2)]."""
+        return batch["content_codes"] if self.content_source == "encodec" else batch["ssl"]
+
+    def _conditioning(self, batch: dict[str, Tensor], rows: slice | None = None) -> dict[str, Tensor]:
+        """Keyword arguments that only some generator presets take (speaker embedding)."""
+        if not self.uses_speaker:
+            return {}
+        embedding = batch["speaker_embedding"]
+        return {"speaker_embedding": embedding if rows is None else embedding[rows]}
 
     def _generator_forward(self, batch: dict[str, Tensor]):
-        out = self.net(batch["ssl"], batch["spec"], batch["spec_lengths"], batch["text"], batch["text_lengths"])
+        out = self.net(
+            self._content(batch),
+            batch["spec"],
+            batch["spec_lengths"],
+            batch["text"],
+            batch["text_lengths"],
+            **self._conditioning(batch),
+        )
         segment = self.net.segment_size
-        mel = spec_to_mel(batch["spec"].float())
-        y_mel = slice_segments(mel, out.ids_slice, segment)
+        # mel of the real segment only: spec_to_mel is per frame, so slicing first gives the same values
+        y_mel = spec_to_mel(slice_segments(batch["spec"], out.ids_slice, segment).float())
         y = slice_segments(batch["wav"], out.ids_slice * HOP, segment * HOP)
         y_hat_mel = mel_spectrogram(out.y_hat.float().squeeze(1))
         return out, y, y_mel, y_hat_mel
@@ -146,21 +184,16 @@ class SoVITSModule(L.LightningModule):
         if self._finite_or_skip(loss_d, "disc"):
             self.manual_backward(loss_d / accumulate)
             if step_now:
-                self._clip_step(opt_d)
-        # Generator step; the discriminator's grads from this pass are discarded.
-        scores_real, scores_fake, fmap_real, fmap_fake = self.discriminator(y, out.y_hat)
+                self._clip_step(opt_d, "disc")
+        # Generator step, against the discriminator as just updated (as v2 does); no discriminator grads.
+        loss_gen, loss_fm = generator_gan_losses(self.discriminator, y, out.y_hat)
         loss_mel = mel_reconstruction_loss(y_mel, y_hat_mel)
         loss_kl = kl_loss(out.z_p, out.logs_q, out.m_p, out.logs_p, out.y_mask)
-        loss_fm = feature_matching_loss(fmap_real, fmap_fake)
-        loss_gen, _ = generator_adversarial_loss(scores_fake)
         loss_g = loss_gen + loss_fm + self.hparams.c_mel * loss_mel + self.hparams.c_kl * loss_kl + out.commit_loss
         if self._finite_or_skip(loss_g, "gen"):
             self.manual_backward(loss_g / accumulate)
-            opt_d.zero_grad(set_to_none=True)
             if step_now:
-                self._clip_step(opt_g)
-        elif step_now:
-            opt_d.zero_grad(set_to_none=True)
+                self._clip_step(opt_g, "gen")
         bs = batch["spec"].shape[0]
         for name, value in {
             "loss_disc": loss_d,
@@ -180,22 +213,50 @@ class SoVITSModule(L.LightningModule):
             self.log(f"train/skipped_nonfinite_{which}", 1.0)
         return finite
 
-    def _clip_step(self, optimizer) -> None:
+    def _grad_scaler(self) -> Any | None:
+        """The fp16 GradScaler of Lightning's precision plugin, or None (fp32 / bf16 need none)."""
+        trainer = getattr(self, "_trainer", None)
+        plugin = getattr(trainer, "precision_plugin", None) if trainer is not None else None
+        return getattr(plugin, "scaler", None)
+
+    def _clip_step(self, optimizer, which: str) -> None:
+        """Step unless a gradient is non-finite; a skip is logged and leaves the weights untouched.
+
+        Under fp16 the GradScaler owns that decision: ``optimizer.step()`` goes through Lightning's precision
+        plugin, which unscales, skips the update on inf/NaN gradients *and lowers the scale* — skipping here
+        instead would leave the scale stuck high and skip every later step too. Clipping happens in
+        :meth:`on_before_optimizer_step`, which the plugin calls after unscaling.
+        """
+        scaler = self._grad_scaler()
+        if scaler is not None:
+            scale_before = scaler.get_scale()
+            optimizer.step()
+            if scaler.get_scale() < scale_before:  # the scaler found inf/NaN gradients and skipped the step
+                log.warning("fp16 overflow in %s gradients at step %d; step skipped, scale lowered",
+                            which, self.global_step)
+                self.log(f"train/skipped_nonfinite_grad_{which}", 1.0)
+        elif self._grads_finite(optimizer):
+            optimizer.step()
+        else:
+            log.warning("non-finite %s gradients at step %d; skipping that update", which, self.global_step)
+            self.log(f"train/skipped_nonfinite_grad_{which}", 1.0)
+        optimizer.zero_grad(set_to_none=True)
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """Clip by norm here: Lightning calls this after the fp16 scaler unscaled the gradients (clipping
+        right after ``manual_backward`` would compare scaled gradients with the threshold)."""
         if self.hparams.grad_clip_norm:
             self.clip_gradients(
                 optimizer, gradient_clip_val=self.hparams.grad_clip_norm, gradient_clip_algorithm="norm"
             )
-        grads_finite = all(
-            torch.isfinite(p.grad).all()
-            for group in optimizer.param_groups
-            for p in group["params"]
-            if p.grad is not None
-        )
-        if grads_finite:
-            optimizer.step()
-        else:
-            self.log("train/skipped_nonfinite_grad", 1.0)
-        optimizer.zero_grad(set_to_none=True)
+
+    @staticmethod
+    def _grads_finite(optimizer) -> bool:
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if not grads:
+            return True
+        # one reduction instead of one host sync per parameter
+        return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
 
     def on_train_epoch_end(self) -> None:
         schedulers = self.lr_schedulers()
@@ -221,11 +282,19 @@ class SoVITSModule(L.LightningModule):
         :class:`~gpt_sovits_train.callbacks.audio_logging.AudioSampleLogger`."""
         self.validation_audio = []
         mcd, mrstft = [], []
-        for i in range(min(self.hparams.num_val_samples, batch["ssl"].shape[0])):
+        content = self._content(batch)
+        for i in range(min(self.hparams.num_val_samples, content.shape[0])):
             frames, phones = int(batch["spec_lengths"][i]), int(batch["text_lengths"][i])
-            codes = self.net.extract_latent(batch["ssl"][i : i + 1, :, :frames])
+            if self.content_source == "encodec":
+                own = content[i : i + 1, : int(batch["content_code_lengths"][i])]
+            else:
+                own = content[i : i + 1, :, :frames]
             generated = self.net.decode(
-                codes, batch["text"][i : i + 1, :phones], batch["spec"][i : i + 1, :, :frames], noise_scale=0.5
+                self.net.extract_latent(own),
+                batch["text"][i : i + 1, :phones],
+                batch["spec"][i : i + 1, :, :frames],
+                noise_scale=0.5,
+                **self._conditioning(batch, slice(i, i + 1)),
             )[0, 0].float()
             real = batch["wav"][i, 0, : frames * HOP].float()
             mcd.append(mel_cepstral_distortion(generated, real))

@@ -89,6 +89,22 @@ class MultiPeriodDiscriminator(nn.Module):
         discs += [PeriodDiscriminator(p, use_spectral_norm=use_spectral_norm) for p in periods]
         self.discriminators = nn.ModuleList(discs)
 
+    def score(self, wav: Tensor) -> tuple[list[Tensor], list[list[Tensor]]]:
+        """Scores and feature maps of one batch of waveforms [B, 1, T], one entry per sub-discriminator.
+
+        The generator step needs the real and the generated branch under different autograd rules (real: no
+        graph at all, its feature maps are only targets; generated: a graph through the activations but not
+        into the discriminator's own weights), so they are scored separately.
+        """
+        if wav.dim() != 3:
+            raise ValueError(f"waveforms must be [B, 1, T]; got {tuple(wav.shape)}")
+        scores, fmaps = [], []
+        for disc in self.discriminators:
+            score, fmap = disc(wav)
+            scores.append(score)
+            fmaps.append(fmap)
+        return scores, fmaps
+
     def forward(
         self, real: Tensor, fake: Tensor
     ) -> tuple[list[Tensor], list[Tensor], list[list[Tensor]], list[list[Tensor]]]:
