@@ -96,3 +96,10 @@ def test_stream_chunks_concatenate_to_the_full_decode(fixture) -> None:
     chunks = list(CachedT2S(_weights(fixture), heads=4).stream(*_inputs(fixture), options, (3, 8)))
     assert [c.numel() for c in chunks] == [3, 8, 8, 1]
     assert torch.cat(chunks).tolist() == fixture["output.greedy_rp135.new_ids"][0].tolist()
+
+
+def test_graph_decoder_streams_the_same_tokens(fixture) -> None:
+    options = v2_options(top_k=1, repetition_penalty=1.35, early_stop_num=19)
+    chunks = list(TorchGraphGenerator(_weights(fixture), heads=4).stream(*_inputs(fixture), options, (3, 8)))
+    assert [c.numel() for c in chunks] == [3, 8, 8, 1]
+    assert torch.cat(chunks).tolist() == fixture["output.greedy_rp135.new_ids"][0].tolist()
