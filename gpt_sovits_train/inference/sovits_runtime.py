@@ -7,8 +7,9 @@ encoder ``enc_q``; decoding needs neither. :func:`prepare_sovits_for_inference` 
   layout uses, and the newer parametrizations alike), so a decode — or each chunk of a streamed decode — no longer
   renormalizes ~40 convolution kernels;
 * drops ``enc_q`` (its weights are not even loaded for inference), freeing its memory;
-* optionally casts to ``bfloat16`` (``precision="bf16"``): the HiFi-GAN convolutions are compute-bound, and CPUs
-  with AVX512-BF16/AMX run them faster in bf16. Audio quality then follows bf16 rounding; ``fp32`` is the default.
+* optionally casts to ``bfloat16`` (``precision="bf16"``) for GPUs, where the compute-bound HiFi-GAN convolutions
+  run faster in bf16; on the reference CPU type PyTorch's bf16 convolutions are far slower, so ``fp32`` is the
+  default. Audio then follows bf16 rounding.
 
 The network is changed in place (legacy weight-norm modules cannot be deep-copied, and the synthesizer builds
 its own network anyway): in fp32 it computes the same function (folding is exact up to float rounding), but it can

@@ -6,16 +6,16 @@ import json
 
 import pytest
 
-from gpt_sovits_train.benchmarks.e2e import random_gpt_weights, run_e2e_rtf, run_e2e_rtf_bf16
+from gpt_sovits_train.benchmarks.e2e import e2e_figures, random_gpt_weights
 
 
-@pytest.mark.parametrize("run", [run_e2e_rtf, run_e2e_rtf_bf16], ids=["fp32", "bf16"])
-def test_quick_benchmark_reports_stages(run) -> None:
-    figures = run(quick=True)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_quick_benchmark_reports_stages(precision: str) -> None:
+    figures = e2e_figures(quick=True, precision=precision)
     json.dumps(figures)  # JSON-able for scripts/bench.py
     assert set(figures["stage_rtf"]) == {"frontend", "gpt", "sovits"}
     assert figures["gpt_tokens_per_s"] > 0 and figures["rtf"] > 0 and figures["first_chunk_latency_s"] > 0
-    assert 0 < figures["sovits_share"] < 1
+    assert 0 < figures["sovits_share"] < 1 and figures["sovits_precision"] == precision
 
 
 def test_random_weights_follow_manifest_layout(ref_dir) -> None:
