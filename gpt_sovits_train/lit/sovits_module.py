@@ -72,16 +72,31 @@ class SoVITSModule(L.LightningModule):
         self.discriminator = discriminator
         self.validation_audio: list[dict] = []  # filled by validation, read by the audio-logging callback
         if init_generator_from:
-            self._load_into(self.net, init_generator_from, allow_missing_prefix="enc_q.")
+            self._load_generator(init_generator_from)
         if init_discriminator_from:
             self._load_into(self.discriminator, init_discriminator_from)
         self._apply_freeze(freeze)
 
     # --- setup ------------------------------------------------------------------------------------------
+    def _load_generator(self, path: str) -> None:
+        """v2 s2G weights into the generator. Parts a v2 file cannot hold for this configuration keep their
+        initialisation (``net.keys_not_in_v2()``: ECAPA ``spk_proj``, an iSTFT ``dec``, EnCodec ``content_emb``);
+        exported v2 files may lack ``enc_q``; an EnCodec-content net has no use for v2's tokenizer weights."""
+        fresh = set(self.net.keys_not_in_v2())
+        unused = ("ssl_proj.", "quantizer.") if self.net.content_source != "ssl" else ()
+        if self.net.decoder != "hifigan":
+            unused = (*unused, "dec.")  # v2's HiFi-GAN weights do not fit the iSTFT head
+        state = {k: v for k, v in load_v2_weights(path).items() if k not in fresh and not k.startswith(unused)}
+        if fresh:
+            log.info("not in %s, left at initialisation: %s", path, sorted(fresh))
+        self._load_into(self.net, path, allow_missing=("enc_q.", *fresh), state=state)
+
     @staticmethod
-    def _load_into(module: nn.Module, path: str, allow_missing_prefix: str | None = None) -> None:
-        result = module.load_state_dict(load_v2_weights(path), strict=False)
-        missing = [k for k in result.missing_keys if not (allow_missing_prefix and k.startswith(allow_missing_prefix))]
+    def _load_into(
+        module: nn.Module, path: str, allow_missing: tuple[str, ...] = (), state: dict[str, Tensor] | None = None
+    ) -> None:
+        result = module.load_state_dict(load_v2_weights(path) if state is None else state, strict=False)
+        missing = [k for k in result.missing_keys if not k.startswith(allow_missing)]
         if missing or result.unexpected_keys:
             raise ValueError(
                 f"{path} does not fit {type(module).__name__}: missing {missing[:5]}, unexpected "

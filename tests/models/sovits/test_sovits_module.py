@@ -124,3 +124,40 @@ def test_text_path_gets_lower_learning_rate():
     module = _tiny_module(text_low_lr_rate=0.4)
     opt_g, _ = module.configure_optimizers()
     assert opt_g.param_groups[1]["lr"] == pytest.approx(0.4 * opt_g.param_groups[0]["lr"])
+
+
+TINY_SIZES = dict(
+    segment_size=8, inter_channels=16, filter_channels=64, n_layers=2, upsample_initial_channel=32,
+    posterior_layers=4, flow_layers=2, n_flows=2,
+)
+
+
+@pytest.mark.parametrize(
+    ("options", "fresh_prefixes"),
+    [
+        ({"speaker_dim": 192}, ("spk_proj.",)),
+        ({"decoder": "istft"}, ("dec.",)),
+        ({"content_source": "encodec"}, ("content_emb.",)),
+    ],
+)
+def test_v2_generator_weights_initialise_an_optioned_generator(tmp_path, options, fresh_prefixes):
+    """A v2 s2G file (here: a tiny one in the v2 layout) fine-tunes a generator with an option on: everything the
+    file holds and the option keeps is loaded; the parts the option adds keep their initialisation."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        source = SoVITSGenerator(**TINY_SIZES)
+        path = tmp_path / "s2G_tiny.pth"
+        torch.save({"weight": source.state_dict(), "info": "tiny"}, path)
+        target = SoVITSGenerator(**TINY_SIZES, **options)
+        init = {k: v.clone() for k, v in target.state_dict().items()}
+        module = SoVITSModule(
+            target, MultiPeriodDiscriminator(periods=[2, 3]), optimizer=partial(torch.optim.AdamW, lr=1e-4),
+            init_generator_from=str(path),
+        )
+    loaded = module.net.state_dict()
+    source_state = source.state_dict()
+    fresh = [k for k in loaded if k.startswith(fresh_prefixes)]
+    assert fresh and all(torch.equal(loaded[k], init[k]) for k in fresh)
+    shared = [k for k in loaded if k in source_state and not k.startswith(fresh_prefixes)]
+    assert len(shared) > 100
+    assert all(torch.equal(loaded[k], source_state[k]) for k in shared)
