@@ -1,0 +1,123 @@
+"""Measure the reference GPT-SoVITS v2 on the PERFORMANCE.md workloads, to compare with ours in the same session.
+
+PERFORMANCE.md targets are ratios to the reference *on the same machine in the same run*: shared machines move
+absolute figures by 2x between days. This harness runs the public reference (RVC-Boss/GPT-SoVITS, commit 48b1a01,
+checked out OUTSIDE this repository; nothing of it is copied here) with random weights, on the same workloads as
+``scripts/bench.py``; run both back to back and compare ratios.
+
+    git clone https://github.com/RVC-Boss/GPT-SoVITS /tmp/GPT-SoVITS && git -C /tmp/GPT-SoVITS checkout 48b1a01
+    python scripts/bench_reference.py --reference /tmp/GPT-SoVITS --only gpt_decode_b1
+    python scripts/bench.py --only gpt_decode_b1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import types
+from pathlib import Path
+
+import torch
+
+PHONEMES, PROMPT, NEW_TOKENS, VOCAB = 60, 75, 250, 1025
+
+
+def _import_reference(root: Path) -> None:
+    """Put the reference's package folder on sys.path; its SoVITS module imports f5_tts for v3 only."""
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    sys.path.insert(0, str(root / "GPT_SoVITS"))
+    if "f5_tts.model" not in sys.modules:
+        f5_tts, f5_model = types.ModuleType("f5_tts"), types.ModuleType("f5_tts.model")
+        f5_model.DiT = object  # only SynthesizerTrnV3 uses it
+        sys.modules.update({"f5_tts": f5_tts, "f5_tts.model": f5_model})
+
+
+def _reference_gpt(root: Path):
+    import yaml
+    from AR.models.t2s_model import Text2SemanticDecoder
+
+    config = yaml.safe_load((root / "GPT_SoVITS/configs/s1longer-v2.yaml").read_text())
+    torch.manual_seed(0)
+    model = Text2SemanticDecoder(config, top_k=15).eval()
+    # Same head plus a bias that rules EOS out, so every run decodes exactly NEW_TOKENS as the workload asks.
+    head = torch.nn.Linear(model.ar_predict_layer.in_features, VOCAB)
+    with torch.no_grad():
+        head.weight.copy_(model.ar_predict_layer.weight)
+        head.bias.zero_()
+        head.bias[-1] = -1e9
+    model.ar_predict_layer = head
+    return model
+
+
+def gpt_decode(root: Path, batch: int) -> dict:
+    model = _reference_gpt(root)
+    g = torch.Generator().manual_seed(1)
+    phonemes = torch.randint(1, 732, (batch, PHONEMES), generator=g)
+    bert = torch.randn(batch, 1024, PHONEMES, generator=g)
+    prompt = torch.randint(0, 1024, (batch, PROMPT), generator=g)
+    lengths = torch.full((batch,), PHONEMES)
+    settings = dict(top_k=15, top_p=1.0, early_stop_num=NEW_TOKENS - 1, temperature=1.0, repetition_penalty=1.35)
+    with torch.no_grad():
+        start = time.perf_counter()
+        if batch == 1:
+            tokens, _ = list(model.infer_panel_naive(phonemes, lengths, prompt, bert, **settings))[-1]
+        else:
+            rows, _ = model.infer_panel_batch_infer(list(phonemes), lengths, prompt, list(bert), **settings)
+            tokens = rows[0].unsqueeze(0)
+        seconds = time.perf_counter() - start
+    return {"batch": batch, "seconds": round(seconds, 3), "tokens_per_s": round(batch * NEW_TOKENS / seconds, 1),
+            "row0_length_with_prompt": int(tokens.shape[-1])}
+
+
+def sovits_decode(root: Path) -> dict:
+    from module.models import SynthesizerTrn
+
+    hps = json.loads((root / "GPT_SoVITS/configs/s2.json").read_text())
+    torch.manual_seed(0)
+    net = SynthesizerTrn(
+        hps["data"]["filter_length"] // 2 + 1,
+        hps["train"]["segment_size"] // hps["data"]["hop_length"],
+        n_speakers=hps["data"]["n_speakers"],
+        version="v2",
+        **hps["model"],
+    ).eval()
+    codes = torch.randint(0, 1024, (1, 1, NEW_TOKENS))
+    text = torch.randint(1, 732, (1, PHONEMES))
+    refer = torch.randn(1, 1025, 150).abs()  # 3 s at 50 frames/s
+    with torch.no_grad():
+        net.decode(codes[..., :20], text[:, :10], refer)  # warm-up
+        times = []
+        for _ in range(2):
+            start = time.perf_counter()
+            net.decode(codes, text, refer, noise_scale=0.5)
+            times.append(time.perf_counter() - start)
+    audio_seconds = NEW_TOKENS / 25
+    return {"rtf": round(min(times) / audio_seconds, 3), "rtf_all": [round(t / audio_seconds, 3) for t in times]}
+
+
+WORKLOADS = {
+    "gpt_decode_b1": lambda root: gpt_decode(root, 1),
+    "gpt_decode_b8": lambda root: gpt_decode(root, 8),
+    "sovits_decode": sovits_decode,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reference", type=Path, required=True, help="a GPT-SoVITS checkout (commit 48b1a01)")
+    parser.add_argument("--only", action="append", default=[], help="workloads whose name contains this")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    if not (args.reference / "GPT_SoVITS/AR/models/t2s_model.py").is_file():
+        parser.error(f"{args.reference} is not a GPT-SoVITS checkout (no GPT_SoVITS/AR/models/t2s_model.py)")
+    torch.set_num_threads(args.threads)
+    _import_reference(args.reference)
+    chosen = [name for name in WORKLOADS if not args.only or any(part in name for part in args.only)]
+    print(json.dumps({f"reference_{name}": WORKLOADS[name](args.reference) for name in chosen}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
