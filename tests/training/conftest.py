@@ -37,25 +37,31 @@ def _demo_subset(target: Path, per_speaker: int) -> Path:
     return target
 
 
-@pytest.fixture(scope="session")
-def demo_shards(tmp_path_factory) -> Path:
-    """WebDataset shards of 16 demo utterances (2 speakers), features from small random-init models."""
+def prepare_demo_shards(root: Path, per_speaker: int, chunk: int, with_encodec: bool = False) -> Path:
+    """Run the real prepare on ``per_speaker`` demo utterances per speaker with random-init extractors (EnCodec too
+    when ``with_encodec``), writing ``root/shards``; returns that folder."""
     from gpt_sovits_train.data.prepare import prepare
     from gpt_sovits_train.features.random_init import make_all
 
-    root = tmp_path_factory.mktemp("demo_data")
-    make_all(root / "random_models", seed=0)
-    corpus = _demo_subset(root / "subset.list", UTTERANCES_PER_SPEAKER)
+    make_all(root / "random_models", seed=0, with_encodec=with_encodec)
+    corpus = _demo_subset(root / "subset.list", per_speaker)
+    features = "random_init_encodec" if with_encodec else "random_init"
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("prepare", overrides=[
-            "prepare/features@features=random_init", f"random_models={root / 'random_models'}",
+            f"prepare/features@features={features}", f"random_models={root / 'random_models'}",
             f"input.path={corpus}", f"output_dir={root / 'shards'}", "progress=false",
-            "split.val_min_per_speaker=1", "shards.utterances_per_chunk=4",
+            "split.val_min_per_speaker=1", f"shards.utterances_per_chunk={chunk}",
         ])
     GlobalHydra.instance().clear()
     prepare(cfg)
     return root / "shards"
+
+
+@pytest.fixture(scope="session")
+def demo_shards(tmp_path_factory) -> Path:
+    """WebDataset shards of 16 demo utterances (2 speakers), features from small random-init models."""
+    return prepare_demo_shards(tmp_path_factory.mktemp("demo_data"), UTTERANCES_PER_SPEAKER, chunk=4)
 
 
 def run_train_cli(overrides: list[str], run_dir: Path, timeout: float = 240.0,

@@ -11,13 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
 from gpt_sovits_train.features.codec import codec_content_tokens
 from gpt_sovits_train.training.run import build, train
 
-from .conftest import CONF, _demo_subset, compose_train, quiet_overrides
+from .conftest import compose_train, prepare_demo_shards, quiet_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -25,22 +23,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def encodec_shards(tmp_path_factory) -> Path:
     """Shards of 6 demo utterances (3 per speaker) with EnCodec codes and ECAPA embeddings."""
-    from gpt_sovits_train.data.prepare import prepare
-    from gpt_sovits_train.features.random_init import make_all
-
-    root = tmp_path_factory.mktemp("encodec_data")
-    make_all(root / "random_models", seed=0, with_encodec=True)
-    corpus = _demo_subset(root / "subset.list", 3)
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("prepare", overrides=[
-            "prepare/features@features=random_init_encodec", f"random_models={root / 'random_models'}",
-            f"input.path={corpus}", f"output_dir={root / 'shards'}", "progress=false",
-            "split.val_min_per_speaker=1", "shards.utterances_per_chunk=3",
-        ])
-    GlobalHydra.instance().clear()
-    prepare(cfg)
-    return root / "shards"
+    return prepare_demo_shards(tmp_path_factory.mktemp("encodec_data"), 3, chunk=3, with_encodec=True)
 
 
 def _short_run(experiment_or_stage: list[str], shards: Path, steps: int) -> list[str]:
