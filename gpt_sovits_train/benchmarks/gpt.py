@@ -66,7 +66,7 @@ def run_gpt_train(quick: bool = False) -> dict:
     }
 
 
-def _decode(batch: int, quick: bool) -> dict:
+def _decode(batch: int, quick: bool, step_weights: torch.dtype | None = None) -> dict:
     torch.set_num_threads(2)
     cfg, (p, prompt_len, new) = (TINY, (12, 10, 20)) if quick else (V2, (60, 75, 250))
     model = Text2SemanticModel(cfg).eval()
@@ -75,7 +75,7 @@ def _decode(batch: int, quick: bool) -> dict:
     options = SamplingOptions(
         top_k=15, top_p=1.0, temperature=1.0, repetition_penalty=1.35, max_new_tokens=new, eos_blocked_steps=new
     )
-    decoder = KVDecoder(model)
+    decoder = KVDecoder(model, step_weights=step_weights)
     decoder.generate(
         data["phoneme_ids"],
         data["bert_feature"],
@@ -95,6 +95,7 @@ def _decode(batch: int, quick: bool) -> dict:
     return {
         "size": "tiny" if quick else "v2",
         "batch": batch,
+        "step_weights": str(step_weights or "float32").removeprefix("torch."),
         "new_tokens_per_row": new,
         "seconds": round(elapsed, 3),
         "tokens_per_s": round(produced / elapsed, 1),
@@ -112,3 +113,8 @@ def run_gpt_decode_b1(quick: bool = False) -> dict:
 def run_gpt_decode_b8(quick: bool = False) -> dict:
     """The same decode at batch 8 (tokens/s counts all rows)."""
     return _decode(8, quick)
+
+
+def run_gpt_decode_b1_bf16_weights(quick: bool = False) -> dict:
+    """The batch-1 decode with the step's matrices in bf16 (``gpt.precision=bf16-weights``), all else float32."""
+    return _decode(1, quick, torch.bfloat16)

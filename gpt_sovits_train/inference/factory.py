@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from gpt_sovits_train.inference.loading import build_network, gpt_config_from_v2, network_config_beside, network_weights
-from gpt_sovits_train.inference.sovits_runtime import precision_dtype, prepare_sovits_for_inference
+from gpt_sovits_train.inference.sovits_runtime import prepare_sovits_for_inference
 from gpt_sovits_train.inference.synthesizer import SEMANTIC_HZ, GenerateFn, SamplingSettings, Synthesizer
 from gpt_sovits_train.interchange.gpt_sovits_v2 import V2FormatError, read_gpt_v2
 
@@ -41,6 +41,23 @@ def gpt_heads(gpt_cfg: Any) -> int:
         raise ValueError(f"set gpt.heads: it is neither in a run config beside nor inside {checkpoint}") from error
 
 
+#: GPT decoding precisions: (model dtype, dtype of the per-token step's matrices or None for the same).
+#: ``bf16-weights`` halves the bytes batch-1 decoding reads per token and keeps everything else float32, which
+#: makes it the fast CPU setting; ``bf16`` converts the whole model (cache, prefill) and suits GPUs.
+GPT_PRECISIONS: dict[str, tuple[torch.dtype, torch.dtype | None]] = {
+    "fp32": (torch.float32, None),
+    "bf16": (torch.bfloat16, None),
+    "bf16-weights": (torch.float32, torch.bfloat16),
+}
+
+
+def gpt_precision(precision: str) -> tuple[torch.dtype, torch.dtype | None]:
+    """``gpt.precision`` → (model dtype, step-weight dtype), with an error that lists the choices."""
+    if precision not in GPT_PRECISIONS:
+        raise ValueError(f"gpt.precision must be one of {sorted(GPT_PRECISIONS)}, got {precision!r}")
+    return GPT_PRECISIONS[precision]
+
+
 def build_gpt_generate(gpt_cfg: Any, device: torch.device) -> GenerateFn:
     """GPT stage by ``backend``, all decoding with the same rules (``models/gpt/sampling.py``):
 
@@ -48,20 +65,20 @@ def build_gpt_generate(gpt_cfg: Any, device: torch.device) -> GenerateFn:
     * ``network``: our KV decoder on the network built from ``net`` (or the run config beside the checkpoint);
     * ``onnx``: ONNX Runtime on ``onnx_dir`` from ``gst-export``, driven by the same rules on the host.
 
-    ``precision`` (``fp32`` | ``bf16``) applies to the PyTorch backends.
+    ``precision`` applies to the PyTorch backends (see :data:`GPT_PRECISIONS`).
     """
     from gpt_sovits_train.interchange.t2s_decode import CachedT2S, OnnxGenerator
 
     backend = gpt_cfg.get("backend", "cached")
-    dtype = precision_dtype(gpt_cfg.get("precision") or "fp32")
+    dtype, step_weights = gpt_precision(gpt_cfg.get("precision") or "fp32")
     if backend == "onnx":
         return decoder_generate_fn(OnnxGenerator(gpt_cfg["onnx_dir"]))
     if backend == "network":
         network = build_network(gpt_cfg.get("net"), gpt_cfg["checkpoint"], "gpt")
         heads = int(gpt_cfg.get("heads") or network.cfg.num_heads)
-        decoder = CachedT2S(network.state_dict(), heads, dtype)
+        decoder = CachedT2S(network.state_dict(), heads, dtype, step_weights)
     elif backend == "cached":
-        decoder = CachedT2S(network_weights(gpt_cfg["checkpoint"], "gpt"), gpt_heads(gpt_cfg), dtype)
+        decoder = CachedT2S(network_weights(gpt_cfg["checkpoint"], "gpt"), gpt_heads(gpt_cfg), dtype, step_weights)
     else:
         raise ValueError(f"gpt.backend must be cached, onnx or network, got {backend!r}")
     decoder.decoder.model.to(device)

@@ -105,12 +105,15 @@ class CachedT2S:
     """Our :class:`KVDecoder` on v2-keyed GPT weights, called like the graph generators (v2 keywords in,
     :class:`DecodeResult` out), so the synthesizer can swap PyTorch and ONNX Runtime decoding freely.
 
-    ``dtype=torch.bfloat16`` halves the weight bytes; on CPUs whose batch-1 bf16 matrix-vector kernels are slower
-    than float32 (measured in ``benchmarks/gpt.py``) it is a memory saving, not a speed-up.
+    ``dtype=torch.bfloat16`` runs everything in bf16 (the GPU choice). ``step_weights=torch.bfloat16`` keeps
+    ``dtype`` for the prefill, cache and activations and streams bf16 copies of the matrices in each per-token
+    step: on CPUs that is the fast batch-1 setting (see :class:`KVDecoder`).
     """
 
-    def __init__(self, weights, heads: int, dtype: torch.dtype = torch.float32) -> None:
-        self.decoder = KVDecoder(model_from_weights(weights, heads, dtype))
+    def __init__(
+        self, weights, heads: int, dtype: torch.dtype = torch.float32, step_weights: torch.dtype | None = None
+    ) -> None:
+        self.decoder = KVDecoder(model_from_weights(weights, heads, dtype), step_weights=step_weights)
 
     @torch.inference_mode()
     def prefill(self, phoneme_ids: torch.Tensor, bert: torch.Tensor, prompt: torch.Tensor | None, room: int = 1):

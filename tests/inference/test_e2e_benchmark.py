@@ -9,9 +9,10 @@ import pytest
 from gpt_sovits_train.benchmarks.e2e import e2e_figures, random_gpt_weights
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_quick_benchmark_reports_stages(precision: str) -> None:
-    figures = e2e_figures(quick=True, precision=precision)
+@pytest.mark.parametrize(("precision", "gpt_precision"), [("fp32", "bf16-weights"), ("bf16", "fp32")])
+def test_quick_benchmark_reports_stages(precision: str, gpt_precision: str) -> None:
+    figures = e2e_figures(quick=True, precision=precision, gpt_precision=gpt_precision)
+    assert figures["gpt_precision"] == gpt_precision
     json.dumps(figures)  # JSON-able for scripts/bench.py
     assert set(figures["stage_rtf"]) == {"frontend", "gpt", "sovits"}
     assert figures["gpt_tokens_per_s"] > 0 and figures["rtf"] > 0 and figures["first_chunk_latency_s"] > 0

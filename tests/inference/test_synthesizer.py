@@ -74,3 +74,24 @@ def test_streaming_yields_chunks_close_to_offline(tiny_synthesizer, reference_cl
     assert latency > 0
     assert abs(wav.numel() - offline.wav.numel()) <= 1280
     assert torch.isfinite(wav).all()
+
+
+def test_gpt_precision_setting_reaches_the_decoder(ref_dir: Path, tmp_path: Path) -> None:
+    """``gpt.precision=bf16-weights`` from the synthesize config builds a float32 decoder whose per-token step
+    reads bf16 matrices and decodes the v2 file's weights (closeness to float32 is tested in test_kv_cache.py)."""
+    from gpt_sovits_train.inference.demo import write_tiny_v2_files
+    from gpt_sovits_train.inference.factory import build_gpt_generate
+
+    checkpoint = write_tiny_v2_files(ref_dir, tmp_path)["gpt"]
+    settings = SamplingSettings(top_k=1, max_seconds=0.8, seed=0)
+    phones = torch.randint(1, 300, (1, 9), generator=torch.Generator().manual_seed(0))
+    bert, prompt = torch.zeros(1, 1024, 9), torch.randint(0, 100, (1, 6))
+    tokens = {}
+    for precision in ("fp32", "bf16-weights"):
+        generate = build_gpt_generate({"checkpoint": str(checkpoint), "precision": precision}, torch.device("cpu"))
+        decoder = generate.decoder.decoder
+        assert decoder.model.ar_predict_layer.weight.dtype == torch.float32
+        assert decoder.step_dtype == (torch.bfloat16 if precision == "bf16-weights" else None)
+        tokens[precision] = generate(phones, bert, prompt, settings)
+    for new in tokens.values():
+        assert new.dim() == 1 and 0 < new.numel() <= 21 and int(new.max()) < 1024  # about 0.8 s at 25 Hz, no EOS

@@ -183,6 +183,12 @@ class _LayerWeights:
     norm2_bias: torch.Tensor
     eps: float
 
+    def cast_matrices(self, dtype: torch.dtype) -> _LayerWeights:
+        """A copy whose linear weights and biases are ``dtype`` (layer norms stay, they run on the stream)."""
+        matrices = ("in_weight", "in_bias", "out_weight", "out_bias")
+        matrices += ("ffn_in_weight", "ffn_in_bias", "ffn_out_weight", "ffn_out_bias")
+        return replace(self, **{name: getattr(self, name).detach().to(dtype) for name in matrices})
+
     @classmethod
     def of(cls, layer: torch.nn.Module) -> _LayerWeights:
         attention = layer.self_attn
@@ -203,16 +209,57 @@ class _LayerWeights:
         )
 
 
+def _version_of(tensor: torch.Tensor) -> tuple[int, int]:
+    """Storage address and in-place-write counter; tensors made under ``inference_mode`` count no versions."""
+    try:
+        return tensor.data_ptr(), tensor._version
+    except RuntimeError:
+        return tensor.data_ptr(), -1
+
+
+def _linear_in(dtype: torch.dtype | None):
+    """``F.linear``, or one whose matrix product runs in ``dtype`` while its input and output keep theirs."""
+    if dtype is None:
+        return F.linear
+
+    def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        return F.linear(x.to(dtype), weight, bias).to(x.dtype)
+
+    return linear
+
+
 class KVDecoder:
     """Incremental decoder over a :class:`Text2SemanticModel` (weights are shared, not copied).
 
-    Decode in another precision by converting the model first (``KVDecoder(model.to(torch.bfloat16))``): the
-    cache follows the weights' dtype and the sampling always runs on float32 logits.
+    Two ways to read fewer weight bytes per token:
+
+    * convert the model (``KVDecoder(model.to(torch.bfloat16))``): everything, cache included, runs in that dtype
+      (the GPU choice); sampling still sees float32 logits;
+    * ``step_weights=torch.bfloat16`` keeps the model, the prefill, the residual stream, layer norms, attention
+      and the KV cache in the model's dtype and gives only the per-token step's matrices a bf16 copy. Batch-1
+      decoding is bound by reading those matrices, so this halves the bound, while the prefill (a real matrix
+      product, slow in bf16 on CPUs without bf16 units) keeps its float32 speed. The copy is remade whenever a
+      parameter changes in place (an optimizer step), so a decoder may outlive training steps.
     """
 
-    def __init__(self, model: Text2SemanticModel) -> None:
+    def __init__(self, model: Text2SemanticModel, step_weights: torch.dtype | None = None) -> None:
         self.model = model
         self.heads = model.cfg.num_heads
+        self.step_dtype = step_weights if step_weights not in (None, model.ar_predict_layer.weight.dtype) else None
+        self._step_copy: tuple[tuple, list[_LayerWeights], torch.Tensor] | None = None
+
+    def _step_weights(self) -> tuple[list[_LayerWeights], torch.Tensor]:
+        """The matrices the step reads: the parameters themselves, or their ``step_dtype`` copy (cached)."""
+        model = self.model
+        layers = [_LayerWeights.of(layer) for layer in model.h.layers]
+        if self.step_dtype is None:
+            return layers, model.ar_predict_layer.weight
+        stamp = tuple(_version_of(p) for p in model.parameters())
+        if self._step_copy is None or self._step_copy[0] != stamp:
+            dtype = self.step_dtype
+            copies = [layer.cast_matrices(dtype) for layer in layers]
+            self._step_copy = (stamp, copies, model.ar_predict_layer.weight.detach().to(dtype))
+        return self._step_copy[1], self._step_copy[2]
 
     def prefill(
         self,
@@ -226,7 +273,7 @@ class KVDecoder:
         """Run phonemes + prompt through the stack, keep their keys/values in a fresh cache of ``capacity``
         columns, and return the raw logits ``[B,V]`` of each row's first new token."""
         model = self.model
-        self.weights = [_LayerWeights.of(layer) for layer in model.h.layers]
+        self.weights, self.predict_weight = self._step_weights()
         b, p = phoneme_ids.shape
         s = prompt.shape[1]
         text_padding = right_pad_mask(phoneme_lens, p)
@@ -266,25 +313,26 @@ class KVDecoder:
             mask = self.valid[..., : t + 1]
         else:
             mask = None
+        linear = _linear_in(self.step_dtype)
         for w, cache in zip(self.weights, self.caches, strict=True):
-            qkv = F.linear(x, w.in_weight, w.in_bias).view(b, 3, heads, -1)
+            qkv = linear(x, w.in_weight, w.in_bias).view(b, 3, heads, -1)
             cache[:, :, :, t] = qkv[:, 1:].transpose(0, 1)
             attended = F.scaled_dot_product_attention(
                 qkv[:, 0].unsqueeze(2), cache[0, :, :, : t + 1], cache[1, :, :, : t + 1], attn_mask=mask
             )
             x = F.layer_norm(
-                x + F.linear(attended.reshape(b, dim), w.out_weight, w.out_bias),
+                x + linear(attended.reshape(b, dim), w.out_weight, w.out_bias),
                 (dim,),
                 w.norm1_weight,
                 w.norm1_bias,
                 w.eps,
             )
-            hidden = F.linear(x, w.ffn_in_weight, w.ffn_in_bias).relu_()
+            hidden = linear(x, w.ffn_in_weight, w.ffn_in_bias).relu_()
             x = F.layer_norm(
-                x + F.linear(hidden, w.ffn_out_weight, w.ffn_out_bias), (dim,), w.norm2_weight, w.norm2_bias, w.eps
+                x + linear(hidden, w.ffn_out_weight, w.ffn_out_bias), (dim,), w.norm2_weight, w.norm2_bias, w.eps
             )
         self.length = t + 1
-        return F.linear(x, model.ar_predict_layer.weight)
+        return linear(x, self.predict_weight, None)
 
     @torch.inference_mode()
     def iterate(

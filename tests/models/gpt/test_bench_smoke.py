@@ -13,3 +13,5 @@ def test_quick_benchmarks_return_json_figures():
         assert figures["size"] == "tiny"
         assert figures["peak_rss_mb"] > 0
         assert figures.get("tokens_per_s", figures.get("semantic_tokens_per_s")) > 0
+    assert bench.run_gpt_decode_b1(quick=True)["step_weights"] == "float32"
+    assert bench.run_gpt_decode_b1_bf16_weights(quick=True)["step_weights"] == "bfloat16"

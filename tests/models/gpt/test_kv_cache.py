@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from gpt_sovits_train.models.gpt.model import GPTConfig, Text2SemanticModel
@@ -106,3 +107,42 @@ def test_bad_shapes_are_reported():
         assert "prompt must be [B, S]" in str(error)
     else:
         raise AssertionError("mismatched prompt batch was accepted")
+
+
+def test_bf16_step_weights_track_float32_and_follow_weight_updates():
+    """``step_weights=bf16``: the prefill is untouched, each step's logits stay within bf16 rounding of float32,
+    and an in-place update of the parameters (an optimizer step) reaches the bf16 copy."""
+    model = Text2SemanticModel(TINY).eval()
+    phonemes, bert, prompt = _inputs(2, 7, 5, seed=4)
+    options = SamplingOptions(greedy=True, max_new_tokens=8)
+    exact = KVDecoder(model).generate(phonemes, bert, prompt, options=options, record_logits=True)
+    decoder = KVDecoder(model, step_weights=torch.bfloat16)
+    fast = decoder.generate(phonemes, bert, prompt, options=options, record_logits=True)
+    torch.testing.assert_close(fast.step_logits[0], exact.step_logits[0])  # the prefill runs on the float32 model
+    # Same tokens fed to both, so any difference is the step's bf16 matrices alone.
+    exact_step = KVDecoder(model)
+    tokens, positions = torch.tensor([3, 9]), torch.tensor([5, 5])
+    with torch.inference_mode():
+        exact_step.prefill(phonemes, torch.tensor([7, 7]), bert, prompt, torch.tensor([5, 5]), 20)
+        decoder.prefill(phonemes, torch.tensor([7, 7]), bert, prompt, torch.tensor([5, 5]), 20)
+        reference, approx = exact_step.step(tokens, positions), decoder.step(tokens, positions)
+    assert approx.dtype == torch.float32 and not torch.equal(approx, reference)
+    torch.testing.assert_close(approx, reference, atol=2e-2, rtol=2e-2)
+    first_layer = decoder.weights[0]
+    assert first_layer.in_weight.dtype == torch.bfloat16 and first_layer.norm1_weight.dtype == torch.float32
+
+    with torch.no_grad():
+        model.ar_predict_layer.weight.mul_(2.0)  # in place, as an optimizer step writes
+    with torch.inference_mode():
+        decoder.prefill(phonemes, torch.tensor([7, 7]), bert, prompt, torch.tensor([5, 5]), 20)
+    torch.testing.assert_close(decoder.predict_weight.float(), model.ar_predict_layer.weight, atol=1e-2, rtol=1e-2)
+    assert KVDecoder(model, step_weights=torch.float32).step_dtype is None  # same dtype: no copy
+
+
+def test_gpt_precision_choices_are_named_in_the_error():
+    from gpt_sovits_train.inference.factory import gpt_precision
+
+    assert gpt_precision("bf16-weights") == (torch.float32, torch.bfloat16)
+    assert gpt_precision("fp32") == (torch.float32, None)
+    with pytest.raises(ValueError, match="bf16-weights"):
+        gpt_precision("int4")
