@@ -73,17 +73,8 @@ def gpt_decode(root: Path, batch: int) -> dict:
 
 
 def sovits_decode(root: Path) -> dict:
-    from module.models import SynthesizerTrn
-
     hps = json.loads((root / "GPT_SoVITS/configs/s2.json").read_text())
-    torch.manual_seed(0)
-    net = SynthesizerTrn(
-        hps["data"]["filter_length"] // 2 + 1,
-        hps["train"]["segment_size"] // hps["data"]["hop_length"],
-        n_speakers=hps["data"]["n_speakers"],
-        version="v2",
-        **hps["model"],
-    ).eval()
+    net = _reference_sovits(root, hps).eval()
     codes = torch.randint(0, 1024, (1, 1, NEW_TOKENS))
     text = torch.randint(1, 732, (1, PHONEMES))
     refer = torch.randn(1, 1025, 150).abs()  # 3 s at 50 frames/s
@@ -98,10 +89,89 @@ def sovits_decode(root: Path) -> dict:
     return {"rtf": round(min(times) / audio_seconds, 3), "rtf_all": [round(t / audio_seconds, 3) for t in times]}
 
 
+def _reference_sovits(root: Path, hps: dict):
+    from module.models import SynthesizerTrn
+
+    torch.manual_seed(0)
+    return SynthesizerTrn(
+        hps["data"]["filter_length"] // 2 + 1,
+        hps["train"]["segment_size"] // hps["data"]["hop_length"],
+        n_speakers=hps["data"]["n_speakers"],
+        version="v2",
+        **hps["model"],
+    )
+
+
+def sovits_train(root: Path) -> dict:
+    """The reference's training step as its ``s2_train.py`` runs it in fp32 (mel of the whole spectrogram, then
+    sliced; both networks, both AdamW steps, gradient norms taken), at the PERFORMANCE.md shapes."""
+    import resource
+
+    from module import commons
+    from module.losses import discriminator_loss, feature_loss, generator_loss, kl_loss
+    from module.mel_processing import mel_spectrogram_torch, spec_to_mel_torch
+    from module.models import MultiPeriodDiscriminator
+
+    if not torch.distributed.is_initialized():  # s2_train.py always runs in a process group; its quantizer asks
+        torch.distributed.init_process_group("gloo", init_method="tcp://127.0.0.1:29533", rank=0, world_size=1)
+    hps = json.loads((root / "GPT_SoVITS/configs/s2.json").read_text())
+    data, train = hps["data"], hps["train"]
+    net_g = _reference_sovits(root, hps).train()
+    net_d = MultiPeriodDiscriminator(hps["model"]["use_spectral_norm"], version="v2").train()
+    betas, eps = tuple(train["betas"]), train["eps"]
+    optim_g = torch.optim.AdamW([p for p in net_g.parameters() if p.requires_grad], 1e-4, betas=betas, eps=eps)
+    optim_d = torch.optim.AdamW(net_d.parameters(), 1e-4, betas=betas, eps=eps)
+    frames, hop, segment = 100, data["hop_length"], train["segment_size"]
+    ssl, spec = torch.randn(2, 768, frames), torch.rand(2, 1025, frames)
+    wav = torch.randn(2, 1, frames * hop) * 0.1
+    lengths, text, text_lengths = torch.full((2,), frames), torch.randint(1, 732, (2, 40)), torch.full((2,), 40)
+    mel_args = (data["filter_length"], data["n_mel_channels"], data["sampling_rate"])
+
+    def step() -> None:
+        y_hat, kl_ssl, ids_slice, _, z_mask, (_, z_p, m_p, logs_p, _, logs_q), _ = net_g(
+            ssl, spec, lengths, text, text_lengths
+        )
+        mel = spec_to_mel_torch(spec, *mel_args, data["mel_fmin"], data["mel_fmax"])
+        y_mel = commons.slice_segments(mel, ids_slice, segment // hop)
+        y_hat_mel = mel_spectrogram_torch(
+            y_hat.squeeze(1), *mel_args, hop, data["win_length"], data["mel_fmin"], data["mel_fmax"]
+        )
+        y = commons.slice_segments(wav, ids_slice * hop, segment)
+        real, fake, _, _ = net_d(y, y_hat.detach())
+        loss_disc, _, _ = discriminator_loss(real, fake)
+        optim_d.zero_grad()
+        loss_disc.backward()
+        commons.clip_grad_value_(net_d.parameters(), None)
+        optim_d.step()
+        _, fake, fmap_r, fmap_g = net_d(y, y_hat)
+        loss_mel = torch.nn.functional.l1_loss(y_mel, y_hat_mel) * train["c_mel"]
+        loss_kl = kl_loss(z_p, logs_q, m_p, logs_p, z_mask) * train["c_kl"]
+        loss_gen, _ = generator_loss(fake)
+        loss = loss_gen + feature_loss(fmap_r, fmap_g) + loss_mel + kl_ssl + loss_kl
+        optim_g.zero_grad()
+        loss.backward()
+        commons.clip_grad_value_(net_g.parameters(), None)
+        optim_g.step()
+
+    step()  # warm-up: allocator, AdamW state
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    per_step = sum(times) / len(times)
+    return {
+        "steps_per_s": round(1 / per_step, 3),
+        "s_per_step": round(per_step, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
 WORKLOADS = {
     "gpt_decode_b1": lambda root: gpt_decode(root, 1),
     "gpt_decode_b8": lambda root: gpt_decode(root, 8),
     "sovits_decode": sovits_decode,
+    "sovits_train": sovits_train,
 }
 
 
