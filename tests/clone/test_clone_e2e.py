@@ -29,7 +29,7 @@ def stage_recipe(stage: str) -> str:
     return hydra_list([
         f"model/{stage}@model.net=tiny", "trainer=cpu", "trainer.max_steps=4", "trainer.max_epochs=-1",
         "logger=csv", "trainer.enable_progress_bar=false", "~callbacks.progress_bar", "data.num_workers=0",
-        "trainer.log_every_n_steps=1",
+        "trainer.log_every_n_steps=1", *(["model.discriminator.max_channels=64"] if stage == "sovits" else []),
     ])
 
 

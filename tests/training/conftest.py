@@ -91,8 +91,10 @@ def stage_overrides(stage: str, shards: Path) -> list[str]:
     """Tiny network preset + the demo shards for one stage (``gpt`` or ``sovits``), single CPU process.
 
     Batches of 2 make an epoch of the 14 training utterances 7 steps long, so checkpoints land mid-epoch."""
+    small_discriminator = ["model.discriminator.max_channels=64"] if stage == "sovits" else []
     return [f"model={stage}", f"model/{stage}@model.net=tiny", f"data.shards={shards}", "trainer=cpu",
-            "data.num_workers=0", "data.batching.max_batch_size=2", "data.val_batching.max_batch_size=2"]
+            "data.num_workers=0", "data.batching.max_batch_size=2", "data.val_batching.max_batch_size=2",
+            *small_discriminator]
 
 
 def quiet_overrides() -> list[str]:

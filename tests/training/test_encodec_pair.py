@@ -92,7 +92,8 @@ def test_codec_tokens_of_prepared_samples_follow_the_content_rule(encodec_shards
 
 
 def test_ecapa_conditioning_trains_spk_proj(encodec_shards, tmp_path):
-    overrides = _short_run(["model=sovits", "model/sovits@model.net=tiny_ecapa"], encodec_shards, 4)
+    overrides = _short_run(["model=sovits", "model/sovits@model.net=tiny_ecapa", "model.discriminator.max_channels=64"],
+                           encodec_shards, 4)
     result = train(compose_train(overrides, tmp_path))
     _finished_with_finite_losses(result, 4)
     state = torch.load(result["last_checkpoint"], map_location="cpu", weights_only=False)["state_dict"]
@@ -104,8 +105,8 @@ def test_speaker_preset_without_embeddings_names_the_prepare_option(encodec_shar
     """A speaker-conditioned generator on shards without speaker embeddings fails with the fix in the message."""
     from gpt_sovits_train.lit.sovits_module import SoVITSModule
 
-    cfg = compose_train(_short_run(["model=sovits", "model/sovits@model.net=tiny_ecapa"], encodec_shards, 1),
-                        tmp_path)
+    tiny_ecapa = ["model=sovits", "model/sovits@model.net=tiny_ecapa", "model.discriminator.max_channels=64"]
+    cfg = compose_train(_short_run(tiny_ecapa, encodec_shards, 1), tmp_path)
     _, module, _ = build(cfg)
     assert isinstance(module, SoVITSModule)
     with pytest.raises(KeyError, match=r"features\.speaker"):

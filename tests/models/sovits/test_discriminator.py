@@ -34,3 +34,15 @@ def test_scores_and_feature_maps_shapes():
 def test_rejects_unbatched_waveform():
     with pytest.raises(ValueError, match=r"\[B, 1, T\]"):
         MultiPeriodDiscriminator(periods=[2])(torch.randn(100), torch.randn(100))
+
+
+def test_small_discriminator_keeps_the_structure():
+    """``max_channels`` narrows every layer (tests and demos) but keeps the sub-discriminators and feature maps."""
+    wide, small = MultiPeriodDiscriminator(periods=[2, 3]), MultiPeriodDiscriminator(periods=[2, 3], max_channels=64)
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in wide.parameters()) / 50
+    scores, fmaps = small.score(torch.randn(2, 1, 3200))
+    wide_scores, wide_fmaps = wide.score(torch.randn(2, 1, 3200))
+    assert [s.shape for s in scores] == [s.shape for s in wide_scores]
+    assert [len(f) for f in fmaps] == [len(f) for f in wide_fmaps]
+    with pytest.raises(ValueError, match="power of two"):
+        MultiPeriodDiscriminator(max_channels=100)

@@ -77,7 +77,7 @@ def _tiny_module(upsample_initial_channel: int = 32, **kwargs) -> SoVITSModule:
             flow_layers=2,
             n_flows=2,
         )
-        disc = MultiPeriodDiscriminator(periods=[2, 3])
+        disc = MultiPeriodDiscriminator(periods=[2, 3], max_channels=64)
     return SoVITSModule(net, disc, optimizer=partial(torch.optim.AdamW, lr=2e-3, betas=(0.8, 0.99), eps=1e-9), **kwargs)
 
 
