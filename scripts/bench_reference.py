@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from gpt_sovits_train.benchmarks import peak_rss_mb
+
 PHONEMES, PROMPT, NEW_TOKENS, VOCAB = 60, 75, 250, 1025
 
 
@@ -74,7 +76,7 @@ def gpt_decode(root: Path, batch: int) -> dict:
 
 def sovits_decode(root: Path) -> dict:
     hps = json.loads((root / "GPT_SoVITS/configs/s2.json").read_text())
-    net = _reference_sovits(root, hps).eval()
+    net = _reference_sovits(hps).eval()
     codes = torch.randint(0, 1024, (1, 1, NEW_TOKENS))
     text = torch.randint(1, 732, (1, PHONEMES))
     refer = torch.randn(1, 1025, 150).abs()  # 3 s at 50 frames/s
@@ -89,7 +91,7 @@ def sovits_decode(root: Path) -> dict:
     return {"rtf": round(min(times) / audio_seconds, 3), "rtf_all": [round(t / audio_seconds, 3) for t in times]}
 
 
-def _reference_sovits(root: Path, hps: dict):
+def _reference_sovits(hps: dict):
     from module.models import SynthesizerTrn
 
     torch.manual_seed(0)
@@ -105,8 +107,6 @@ def _reference_sovits(root: Path, hps: dict):
 def sovits_train(root: Path) -> dict:
     """The reference's training step as its ``s2_train.py`` runs it in fp32 (mel of the whole spectrogram, then
     sliced; both networks, both AdamW steps, gradient norms taken), at the PERFORMANCE.md shapes."""
-    import resource
-
     from module import commons
     from module.losses import discriminator_loss, feature_loss, generator_loss, kl_loss
     from module.mel_processing import mel_spectrogram_torch, spec_to_mel_torch
@@ -116,7 +116,7 @@ def sovits_train(root: Path) -> dict:
         torch.distributed.init_process_group("gloo", init_method="tcp://127.0.0.1:29533", rank=0, world_size=1)
     hps = json.loads((root / "GPT_SoVITS/configs/s2.json").read_text())
     data, train = hps["data"], hps["train"]
-    net_g = _reference_sovits(root, hps).train()
+    net_g = _reference_sovits(hps).train()
     net_d = MultiPeriodDiscriminator(hps["model"]["use_spectral_norm"], version="v2").train()
     betas, eps = tuple(train["betas"]), train["eps"]
     optim_g = torch.optim.AdamW([p for p in net_g.parameters() if p.requires_grad], 1e-4, betas=betas, eps=eps)
@@ -163,7 +163,7 @@ def sovits_train(root: Path) -> dict:
     return {
         "steps_per_s": round(1 / per_step, 3),
         "s_per_step": round(per_step, 3),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
     }
 
 

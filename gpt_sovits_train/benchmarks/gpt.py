@@ -7,23 +7,17 @@ high-water mark from ``resource.getrusage`` (it includes whatever ran earlier in
 
 from __future__ import annotations
 
-import resource
-import sys
 import time
 
 import torch
 
+from gpt_sovits_train.benchmarks import peak_rss_mb
 from gpt_sovits_train.lit.gpt_module import GPTModule
 from gpt_sovits_train.models.gpt.model import GPTConfig, Text2SemanticModel
 from gpt_sovits_train.models.gpt.sampling import KVDecoder, SamplingOptions
 
 V2 = GPTConfig()
 TINY = GPTConfig(embedding_dim=64, hidden_dim=64, num_heads=4, num_layers=2, ffn_dim=256, max_positions=1024)
-
-
-def _peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def _batch(batch: int, phonemes: int, semantic: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -61,7 +55,7 @@ def run_gpt_train(quick: bool = False) -> dict:
         "batch": b,
         "s_per_step": round(per_step, 3),
         "semantic_tokens_per_s": round(b * s / per_step, 1),
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
         "threads": torch.get_num_threads(),
     }
 
@@ -100,7 +94,7 @@ def _decode(batch: int, quick: bool, step_weights: torch.dtype | None = None) ->
         "seconds": round(elapsed, 3),
         "tokens_per_s": round(produced / elapsed, 1),
         "per_row_tokens_per_s": round(produced / batch / elapsed, 1),
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
         "threads": torch.get_num_threads(),
     }
 

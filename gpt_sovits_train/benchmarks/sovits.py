@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import resource
 import time
 import warnings
 
 import torch
 
 from gpt_sovits_train.audio.spectrogram import mel_spectrogram, spec_to_mel
+from gpt_sovits_train.benchmarks import peak_rss_mb
 from gpt_sovits_train.models.sovits.discriminator import MultiPeriodDiscriminator
 from gpt_sovits_train.models.sovits.losses import (
     discriminator_loss,
@@ -28,10 +28,6 @@ TINY = dict(
     flow_layers=2,
     n_flows=2,
 )
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _models(quick: bool):
@@ -85,7 +81,7 @@ def run_sovits_train(quick: bool = False) -> dict:
     for _ in range(n):
         step()
     per_step = (time.perf_counter() - start) / n
-    return {"steps_per_s": 1 / per_step, "s_per_step": per_step, "peak_rss_mb": _peak_rss_mb(), "quick": quick}
+    return {"steps_per_s": 1 / per_step, "s_per_step": per_step, "peak_rss_mb": peak_rss_mb(), "quick": quick}
 
 
 def run_sovits_decode(quick: bool = False) -> dict:
@@ -109,6 +105,6 @@ def run_sovits_decode(quick: bool = False) -> dict:
         "rtf": rtfs[len(rtfs) // 2],  # median of the repeats
         "rtf_min": rtfs[0],
         "audio_s": seconds,
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
         "quick": quick,
     }

@@ -246,6 +246,7 @@ class KVDecoder:
         self.model = model
         self.heads = model.cfg.num_heads
         self.step_dtype = step_weights if step_weights not in (None, model.ar_predict_layer.weight.dtype) else None
+        self._linear = _linear_in(self.step_dtype)
         self._step_copy: tuple[tuple, list[_LayerWeights], torch.Tensor] | None = None
 
     def _step_weights(self) -> tuple[list[_LayerWeights], torch.Tensor]:
@@ -313,7 +314,7 @@ class KVDecoder:
             mask = self.valid[..., : t + 1]
         else:
             mask = None
-        linear = _linear_in(self.step_dtype)
+        linear = self._linear
         for w, cache in zip(self.weights, self.caches, strict=True):
             qkv = linear(x, w.in_weight, w.in_bias).view(b, 3, heads, -1)
             cache[:, :, :, t] = qkv[:, 1:].transpose(0, 1)

@@ -71,7 +71,8 @@ class PeriodDiscriminator(nn.Module):
         self.period = period
         norm = _norm(use_spectral_norm)
         pad = ((kernel_size - 1) // 2, 0)
-        channels = [_channel_cap(max_channels)(c) for c in (1, 32, 128, 512, 1024)]
+        cap = _channel_cap(max_channels)
+        channels = [cap(c) for c in (1, 32, 128, 512, 1024)]
         convs = [
             norm(nn.Conv2d(channels[i], channels[i + 1], (kernel_size, 1), (stride, 1), padding=pad)) for i in range(4)
         ]
