@@ -183,7 +183,9 @@ class _LayerWeights:
     norm2_bias: torch.Tensor
     eps: float
 
-    def map_matrices(self, weight_fn, bias_fn) -> _LayerWeights:
+    def map_matrices(
+        self, weight_fn: Callable[[torch.Tensor], torch.Tensor], bias_fn: Callable[[torch.Tensor], torch.Tensor]
+    ) -> _LayerWeights:
         """A copy with ``weight_fn`` applied to the linear weights and ``bias_fn`` to their biases (layer norms
         stay: they run on the residual stream)."""
         weights = ("in_weight", "out_weight", "ffn_in_weight", "ffn_out_weight")
@@ -236,7 +238,7 @@ def _onednn_linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | N
     return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
 
 
-def _step_linear(dtype: torch.dtype | None, packed: bool):
+def _step_linear(dtype: torch.dtype | None, packed: bool) -> Callable[..., torch.Tensor]:
     """The step's ``linear(x, weight, bias)``: plain or oneDNN-packed, with the product in ``dtype`` (None: in
     ``x``'s dtype) while ``x`` and the result keep theirs."""
     matmul = _onednn_linear if packed else F.linear
