@@ -65,20 +65,23 @@ def build_gpt_generate(gpt_cfg: Any, device: torch.device) -> GenerateFn:
     * ``network``: our KV decoder on the network built from ``net`` (or the run config beside the checkpoint);
     * ``onnx``: ONNX Runtime on ``onnx_dir`` from ``gst-export``, driven by the same rules on the host.
 
-    ``precision`` applies to the PyTorch backends (see :data:`GPT_PRECISIONS`).
+    ``precision`` and ``prepack`` apply to the PyTorch backends (see :data:`GPT_PRECISIONS` and
+    :class:`~gpt_sovits_train.models.gpt.sampling.KVDecoder`).
     """
     from gpt_sovits_train.interchange.t2s_decode import CachedT2S, OnnxGenerator
 
     backend = gpt_cfg.get("backend", "cached")
     dtype, step_weights = gpt_precision(gpt_cfg.get("precision") or "fp32")
+    prepack = bool(gpt_cfg.get("prepack", True))
     if backend == "onnx":
         return decoder_generate_fn(OnnxGenerator(gpt_cfg["onnx_dir"]))
     if backend == "network":
         network = build_network(gpt_cfg.get("net"), gpt_cfg["checkpoint"], "gpt")
         heads = int(gpt_cfg.get("heads") or network.cfg.num_heads)
-        decoder = CachedT2S(network.state_dict(), heads, dtype, step_weights)
+        decoder = CachedT2S(network.state_dict(), heads, dtype, step_weights, prepack)
     elif backend == "cached":
-        decoder = CachedT2S(network_weights(gpt_cfg["checkpoint"], "gpt"), gpt_heads(gpt_cfg), dtype, step_weights)
+        weights = network_weights(gpt_cfg["checkpoint"], "gpt")
+        decoder = CachedT2S(weights, gpt_heads(gpt_cfg), dtype, step_weights, prepack)
     else:
         raise ValueError(f"gpt.backend must be cached, onnx or network, got {backend!r}")
     decoder.decoder.model.to(device)

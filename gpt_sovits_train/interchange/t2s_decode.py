@@ -107,13 +107,20 @@ class CachedT2S:
 
     ``dtype=torch.bfloat16`` runs everything in bf16 (the GPU choice). ``step_weights=torch.bfloat16`` keeps
     ``dtype`` for the prefill, cache and activations and streams bf16 copies of the matrices in each per-token
-    step: on CPUs that is the fast batch-1 setting (see :class:`KVDecoder`).
+    step: on CPUs that is the fast batch-1 setting. ``prepack=False`` keeps the step from holding oneDNN-packed
+    copies of the matrices (see :class:`KVDecoder`).
     """
 
     def __init__(
-        self, weights, heads: int, dtype: torch.dtype = torch.float32, step_weights: torch.dtype | None = None
+        self,
+        weights,
+        heads: int,
+        dtype: torch.dtype = torch.float32,
+        step_weights: torch.dtype | None = None,
+        prepack: bool = True,
     ) -> None:
-        self.decoder = KVDecoder(model_from_weights(weights, heads, dtype), step_weights=step_weights)
+        model = model_from_weights(weights, heads, dtype)
+        self.decoder = KVDecoder(model, step_weights=step_weights, prepack=prepack)
 
     @torch.inference_mode()
     def prefill(self, phoneme_ids: torch.Tensor, bert: torch.Tensor, prompt: torch.Tensor | None, room: int = 1):

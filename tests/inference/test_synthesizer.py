@@ -87,11 +87,14 @@ def test_gpt_precision_setting_reaches_the_decoder(ref_dir: Path, tmp_path: Path
     phones = torch.randint(1, 300, (1, 9), generator=torch.Generator().manual_seed(0))
     bert, prompt = torch.zeros(1, 1024, 9), torch.randint(0, 100, (1, 6))
     tokens = {}
-    for precision in ("fp32", "bf16-weights"):
-        generate = build_gpt_generate({"checkpoint": str(checkpoint), "precision": precision}, torch.device("cpu"))
+    for precision, prepack in (("fp32", True), ("fp32", False), ("bf16-weights", True)):
+        config = {"checkpoint": str(checkpoint), "precision": precision, "prepack": prepack}
+        generate = build_gpt_generate(config, torch.device("cpu"))
         decoder = generate.decoder.decoder
         assert decoder.model.ar_predict_layer.weight.dtype == torch.float32
         assert decoder.step_dtype == (torch.bfloat16 if precision == "bf16-weights" else None)
-        tokens[precision] = generate(phones, bert, prompt, settings)
+        assert decoder.prepack is prepack
+        tokens[(precision, prepack)] = generate(phones, bert, prompt, settings)
+    assert torch.equal(tokens[("fp32", True)], tokens[("fp32", False)])  # packing changes no token
     for new in tokens.values():
         assert new.dim() == 1 and 0 < new.numel() <= 21 and int(new.max()) < 1024  # about 0.8 s at 25 Hz, no EOS
