@@ -85,11 +85,14 @@ def run_sovits_train(quick: bool = False) -> dict:
 
 
 def run_sovits_decode(quick: bool = False) -> dict:
-    """Decode 250 codes (10 s) with a 3 s reference and 60 phonemes at noise 0.5; real-time factor."""
+    """Decode 250 codes (10 s) with a 3 s reference and 60 phonemes at noise 0.5; real-time factor. The network
+    is prepared as the synthesizer prepares it (weight norms folded, decoder convolutions prepacked on CPU)."""
+    from gpt_sovits_train.inference.sovits_runtime import prepare_sovits_for_inference
+
     torch.set_num_threads(2)
     torch.manual_seed(0)
     net, _ = _models(quick)
-    net.eval()
+    net = prepare_sovits_for_inference(net)
     n_codes = 25 if quick else 250
     codes = torch.randint(0, 1024, (1, 1, n_codes))
     text, refer = torch.randint(1, 732, (1, 60)), torch.rand(1, 1025, 150)
@@ -106,5 +109,6 @@ def run_sovits_decode(quick: bool = False) -> dict:
         "rtf_min": rtfs[0],
         "audio_s": seconds,
         "peak_rss_mb": peak_rss_mb(),
+        "prepared_for_inference": True,
         "quick": quick,
     }

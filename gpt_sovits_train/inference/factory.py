@@ -95,7 +95,7 @@ def build_synthesizer(cfg: DictConfig | dict[str, Any]) -> Synthesizer:
     device = torch.device(cfg["device"])
     generate = build_gpt_generate(cfg["gpt"], device)
     sovits = build_network(cfg["sovits"].get("net"), cfg["sovits"]["checkpoint"], "sovits")
-    sovits = prepare_sovits_for_inference(sovits, cfg["sovits"].get("precision") or "fp32").to(device)
+    sovits = prepare_sovits_for_inference(sovits, cfg["sovits"].get("precision") or "fp32", device)
     features = cfg["features"]
     return Synthesizer(
         generate=generate,

@@ -9,7 +9,12 @@ encoder ``enc_q``; decoding needs neither. :func:`prepare_sovits_for_inference` 
 * drops ``enc_q`` (its weights are not even loaded for inference), freeing its memory;
 * optionally casts to ``bfloat16`` (``precision="bf16"``) for GPUs, where the compute-bound HiFi-GAN convolutions
   run faster in bf16; on the reference CPU type PyTorch's bf16 convolutions are far slower, so ``fp32`` is the
-  default. Audio then follows bf16 rounding.
+  default. Audio then follows bf16 rounding;
+* on CPU, gives the HiFi-GAN decoder's convolutions copies of their kernels in oneDNN's blocked layout
+  (:func:`pack_decoder_convolutions`). A plain ``nn.Conv1d`` call hands oneDNN a plain kernel that it reorders on
+  every call; prepacked, the v2 decoder runs a 10 s decode in 3.9-4.7 s instead of 5.5 s on 2 AVX2 cores, with
+  the same fp32 arithmetic (audio within 1e-7). The HiFi-GAN decoder is > 85 % of SoVITS decoding time, so the
+  encoders and the flow are left as they are.
 
 The network is changed in place (legacy weight-norm modules cannot be deep-copied, and the synthesizer builds
 its own network anyway): in fp32 it computes the same function (folding is exact up to float rounding), but it can
@@ -48,13 +53,117 @@ def fold_weight_norms(network: nn.Module) -> int:
     return folded
 
 
-def prepare_sovits_for_inference(network: nn.Module, precision: str = "fp32") -> nn.Module:
-    """Turn ``network`` (in place) into an eval-mode generator for decoding only: weight norms folded, ``enc_q``
-    removed, parameters in ``precision``. Returns it for chaining."""
+class _PackedConvMixin:
+    """Forward through a oneDNN-packed copy of the kernel when the input is a CPU tensor of the packed dtype;
+    otherwise (moved to a GPU, cast, packing unsupported) behave exactly like the plain layer. The copy is remade
+    if the weight changed in place, so it can never go stale. Convolutions are run as 2-D with height 1, the
+    layout oneDNN's packing ops accept."""
+
+    _packed: torch.Tensor | None = None
+    _packed_stamp: tuple | None = None
+
+    def _stamp(self) -> tuple:
+        weight = self.weight
+        return weight.data_ptr(), weight._version, weight.dtype
+
+    def _packed_kernel(self, x: torch.Tensor) -> torch.Tensor | None:
+        if x.device.type != "cpu" or x.dtype != self.weight.dtype or self.weight.device.type != "cpu":
+            return None
+        stamp = self._stamp()
+        if self._packed_stamp != stamp:
+            try:
+                packed = self._pack()
+            except RuntimeError:  # a dtype oneDNN has no kernel for here (float64; bf16 without AVX-512)
+                packed = None
+            self._packed, self._packed_stamp = packed, stamp
+        return self._packed
+
+
+class PackedConv1d(_PackedConvMixin, nn.Conv1d):
+    """``nn.Conv1d`` (same parameters, same state-dict keys) that runs on a prepacked oneDNN kernel on CPU."""
+
+    def _pack(self) -> torch.Tensor:
+        padding, stride, dilation = [0, *self.padding], [1, *self.stride], [1, *self.dilation]
+        size = [1, self.in_channels, 1, 4096]  # a layout hint; any length runs
+        return torch.ops.mkldnn._reorder_convolution_weight(
+            self.weight.detach().unsqueeze(2), padding, stride, dilation, self.groups, size
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kernel = self._packed_kernel(x)
+        if kernel is None:
+            return super().forward(x)
+        padding, stride, dilation = [0, *self.padding], [1, *self.stride], [1, *self.dilation]
+        bias = None if self.bias is None else self.bias.detach()
+        out = torch.ops.mkldnn._convolution_pointwise(
+            x.unsqueeze(2), kernel, bias, padding, stride, dilation, self.groups, "none", [], ""
+        )
+        return out.squeeze(2)
+
+
+class PackedConvTranspose1d(_PackedConvMixin, nn.ConvTranspose1d):
+    """``nn.ConvTranspose1d`` (same parameters and keys) that runs on a prepacked oneDNN kernel on CPU."""
+
+    def _geometry(self) -> tuple[list[int], list[int], list[int], list[int]]:
+        return [0, *self.padding], [0, *self.output_padding], [1, *self.stride], [1, *self.dilation]
+
+    def _pack(self) -> torch.Tensor:
+        padding, output_padding, stride, dilation = self._geometry()
+        size = [1, self.in_channels, 1, 4096]
+        return torch.ops.mkldnn._reorder_convolution_transpose_weight(
+            self.weight.detach().unsqueeze(2), padding, output_padding, stride, dilation, self.groups, size
+        )
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        kernel = self._packed_kernel(x) if output_size is None else None
+        if kernel is None:
+            return super().forward(x, output_size)
+        padding, output_padding, stride, dilation = self._geometry()
+        bias = None if self.bias is None else self.bias.detach()
+        out = torch.ops.mkldnn._convolution_transpose_pointwise(
+            x.unsqueeze(2), kernel, bias, padding, output_padding, stride, dilation, self.groups, "none", [], ""
+        )
+        return out.squeeze(2)
+
+
+_PACKED = {nn.Conv1d: PackedConv1d, nn.ConvTranspose1d: PackedConvTranspose1d}
+
+
+def pack_decoder_convolutions(network: nn.Module) -> int:
+    """Switch every plain, zero-padded 1-D (transposed) convolution of ``network.dec`` to its packed class, in
+    place (parameters and state-dict keys stay); returns how many. Does nothing where oneDNN is missing or the
+    weights are not float32 CPU tensors, or where packing fails (e.g. an unusual geometry)."""
+    decoder = getattr(network, "dec", None)
+    if decoder is None or not torch.backends.mkldnn.is_available():
+        return 0
+    switched = 0
+    for module in decoder.modules():
+        packed_class = _PACKED.get(type(module))
+        if packed_class is None or module.padding_mode != "zeros" or isinstance(module.padding, str):
+            continue
+        if module.weight.device.type != "cpu" or module.weight.dtype != torch.float32:
+            continue
+        module.__class__ = packed_class
+        try:
+            module._packed, module._packed_stamp = module._pack(), module._stamp()
+        except RuntimeError:
+            module.__class__ = next(plain for plain, packed in _PACKED.items() if packed is packed_class)
+            continue
+        switched += 1
+    return switched
+
+
+def prepare_sovits_for_inference(
+    network: nn.Module, precision: str = "fp32", device: torch.device | str = "cpu"
+) -> nn.Module:
+    """Turn ``network`` (in place) into an eval-mode generator for decoding only on ``device``: weight norms
+    folded, ``enc_q`` removed, parameters in ``precision``, decoder convolutions prepacked on CPU. Returns it."""
     dtype = precision_dtype(precision)
     prepared = network.eval()
     if hasattr(prepared, "enc_q"):
         del prepared.enc_q
     with torch.no_grad():
         fold_weight_norms(prepared)
-    return prepared.to(dtype)
+    prepared = prepared.to(device=device, dtype=dtype)
+    pack_decoder_convolutions(prepared)
+    return prepared

@@ -19,7 +19,12 @@ from gpt_sovits_train.features.random_init import make_encodec
 from gpt_sovits_train.features.speaker import EcapaSpeakerEncoder
 from gpt_sovits_train.features.ssl import HubertExtractor
 from gpt_sovits_train.inference.factory import decoder_generate_fn
-from gpt_sovits_train.inference.sovits_runtime import fold_weight_norms, prepare_sovits_for_inference
+from gpt_sovits_train.inference.sovits_runtime import (
+    PackedConv1d,
+    PackedConvTranspose1d,
+    fold_weight_norms,
+    prepare_sovits_for_inference,
+)
 from gpt_sovits_train.inference.synthesizer import Reference, SamplingSettings, Synthesizer
 from gpt_sovits_train.interchange.t2s_decode import CachedT2S
 
@@ -117,8 +122,38 @@ def test_prepared_sovits_decodes_the_same_audio() -> None:
     assert not any(name.startswith("enc_q.") for name in names)
     assert fold_weight_norms(prepared) == 0  # nothing left to fold
     torch.testing.assert_close(prepared.decode(codes, text, spec, noise_scale=0.0), before, atol=1e-5, rtol=1e-4)
+    if torch.backends.mkldnn.is_available():  # the CPU default: the decoder's convolutions run prepacked
+        kinds = {type(module) for module in prepared.dec.modules()}
+        assert {PackedConv1d, PackedConvTranspose1d} <= kinds
+        assert [name for name, _ in prepared.named_parameters()] == names  # same parameters and keys
     half = prepare_sovits_for_inference(_tiny_sovits("tiny"), "bf16")
     approx = half.decode(codes, text, spec.bfloat16(), noise_scale=0.0).float()
     assert approx.shape == before.shape and torch.isfinite(approx).all()
     with pytest.raises(ValueError, match="precision"):
         prepare_sovits_for_inference(prepared, "fp8")
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch build has no oneDNN")
+def test_packed_decoder_convolutions_match_plain_ones_and_follow_weight_changes() -> None:
+    """Each packed convolution computes what the plain layer computes (float32, another summation order), also
+    for lengths other than the packing hint; an in-place weight change is picked up; a cast falls back."""
+    torch.manual_seed(0)
+    layers = [
+        (torch.nn.Conv1d(16, 8, 7, padding=3), PackedConv1d, 100),
+        (torch.nn.Conv1d(8, 8, 3, dilation=5, padding=5), PackedConv1d, 37),
+        (torch.nn.ConvTranspose1d(16, 8, 16, 8, padding=4), PackedConvTranspose1d, 23),
+    ]
+    for layer, packed_class, length in layers:
+        x = torch.randn(2, layer.in_channels, length)
+        with torch.no_grad():
+            expected = layer(x)
+            packed = type(layer)(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
+                                 layer.padding, dilation=layer.dilation)
+            packed.load_state_dict(layer.state_dict())
+            packed.__class__ = packed_class
+            torch.testing.assert_close(packed(x), expected, atol=1e-5, rtol=1e-5)
+            assert packed._packed is not None and packed._packed.is_mkldnn
+            packed.weight.mul_(2.0)
+            layer.weight.mul_(2.0)
+            torch.testing.assert_close(packed(x), layer(x), atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(packed.double()(x.double()), layer.double()(x.double()))
