@@ -62,38 +62,46 @@ class _PackedConvMixin:
     _packed: torch.Tensor | None = None
     _packed_stamp: tuple | None = None
 
-    def _stamp(self) -> tuple:
+    def _input_hint(self) -> list[int]:
+        """The input shape oneDNN picks the kernel layout for; any length runs."""
+        return [1, self.in_channels, 1, 4096]
+
+    def _refresh_packed(self) -> torch.Tensor | None:
+        """The packed kernel for the current weight (packed again only if the weight changed), or None where
+        oneDNN has no kernel for its dtype here (float64; bf16 without AVX-512)."""
         weight = self.weight
-        return weight.data_ptr(), weight._version, weight.dtype
+        stamp = weight.data_ptr(), weight._version, weight.dtype
+        if self._packed_stamp != stamp:
+            try:
+                packed = self._pack()
+            except RuntimeError:
+                packed = None
+            self._packed, self._packed_stamp = packed, stamp
+        return self._packed
 
     def _packed_kernel(self, x: torch.Tensor) -> torch.Tensor | None:
         if x.device.type != "cpu" or x.dtype != self.weight.dtype or self.weight.device.type != "cpu":
             return None
-        stamp = self._stamp()
-        if self._packed_stamp != stamp:
-            try:
-                packed = self._pack()
-            except RuntimeError:  # a dtype oneDNN has no kernel for here (float64; bf16 without AVX-512)
-                packed = None
-            self._packed, self._packed_stamp = packed, stamp
-        return self._packed
+        return self._refresh_packed()
 
 
 class PackedConv1d(_PackedConvMixin, nn.Conv1d):
     """``nn.Conv1d`` (same parameters, same state-dict keys) that runs on a prepacked oneDNN kernel on CPU."""
 
+    def _geometry(self) -> tuple[list[int], list[int], list[int]]:
+        return [0, *self.padding], [1, *self.stride], [1, *self.dilation]
+
     def _pack(self) -> torch.Tensor:
-        padding, stride, dilation = [0, *self.padding], [1, *self.stride], [1, *self.dilation]
-        size = [1, self.in_channels, 1, 4096]  # a layout hint; any length runs
+        padding, stride, dilation = self._geometry()
         return torch.ops.mkldnn._reorder_convolution_weight(
-            self.weight.detach().unsqueeze(2), padding, stride, dilation, self.groups, size
+            self.weight.detach().unsqueeze(2), padding, stride, dilation, self.groups, self._input_hint()
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         kernel = self._packed_kernel(x)
         if kernel is None:
             return super().forward(x)
-        padding, stride, dilation = [0, *self.padding], [1, *self.stride], [1, *self.dilation]
+        padding, stride, dilation = self._geometry()
         bias = None if self.bias is None else self.bias.detach()
         out = torch.ops.mkldnn._convolution_pointwise(
             x.unsqueeze(2), kernel, bias, padding, stride, dilation, self.groups, "none", [], ""
@@ -109,9 +117,9 @@ class PackedConvTranspose1d(_PackedConvMixin, nn.ConvTranspose1d):
 
     def _pack(self) -> torch.Tensor:
         padding, output_padding, stride, dilation = self._geometry()
-        size = [1, self.in_channels, 1, 4096]
+        kernel, hint = self.weight.detach().unsqueeze(2), self._input_hint()
         return torch.ops.mkldnn._reorder_convolution_transpose_weight(
-            self.weight.detach().unsqueeze(2), padding, output_padding, stride, dilation, self.groups, size
+            kernel, padding, output_padding, stride, dilation, self.groups, hint
         )
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
@@ -130,13 +138,14 @@ _PACKED = {nn.Conv1d: PackedConv1d, nn.ConvTranspose1d: PackedConvTranspose1d}
 
 
 def pack_decoder_convolutions(network: nn.Module) -> int:
-    """Switch every plain, zero-padded 1-D (transposed) convolution of ``network.dec`` to its packed class, in
-    place (parameters and state-dict keys stay); returns how many. Does nothing where oneDNN is missing or the
-    weights are not float32 CPU tensors, or where packing fails (e.g. an unusual geometry)."""
+    """Switch every plain, zero-padded, float32 CPU 1-D (transposed) convolution of ``network.dec`` to its packed
+    class, in place (parameters and state-dict keys stay), and pack its kernel now rather than on the first
+    decode; returns how many packed. A layer oneDNN cannot pack keeps computing like the plain one. Does nothing
+    where this torch build has no oneDNN."""
     decoder = getattr(network, "dec", None)
     if decoder is None or not torch.backends.mkldnn.is_available():
         return 0
-    switched = 0
+    packed = 0
     for module in decoder.modules():
         packed_class = _PACKED.get(type(module))
         if packed_class is None or module.padding_mode != "zeros" or isinstance(module.padding, str):
@@ -144,13 +153,8 @@ def pack_decoder_convolutions(network: nn.Module) -> int:
         if module.weight.device.type != "cpu" or module.weight.dtype != torch.float32:
             continue
         module.__class__ = packed_class
-        try:
-            module._packed, module._packed_stamp = module._pack(), module._stamp()
-        except RuntimeError:
-            module.__class__ = next(plain for plain, packed in _PACKED.items() if packed is packed_class)
-            continue
-        switched += 1
-    return switched
+        packed += module._refresh_packed() is not None
+    return packed
 
 
 def prepare_sovits_for_inference(
