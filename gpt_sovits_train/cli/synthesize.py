@@ -13,7 +13,7 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="synthesize")
 def main(cfg: DictConfig) -> None:
-    from gpt_sovits_train.inference.ai_metadata import AIMetadata, write_audio_with_ai_metadata
+    from gpt_sovits_train.audio.ai_metadata import AIMetadata, write_audio_with_ai_metadata
     from gpt_sovits_train.inference.factory import build_synthesizer, cached_token_stream_fn
     from gpt_sovits_train.inference.streaming import StreamingSynthesizer, first_chunk_latency
     from gpt_sovits_train.inference.synthesizer import SAMPLE_RATE, Reference, SamplingSettings

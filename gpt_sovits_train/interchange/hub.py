@@ -19,7 +19,7 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-from gpt_sovits_train.inference.ai_metadata import AI_NOTICE
+from gpt_sovits_train.audio.ai_metadata import AI_NOTICE
 
 log = logging.getLogger(__name__)
 TOKEN_ENV = "HF_TOKEN"
