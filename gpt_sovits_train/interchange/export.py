@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from safetensors.torch import save_file
 
-from gpt_sovits_train.inference.loading import network_weights
+from gpt_sovits_train.interchange.checkpoints import network_weights
 from gpt_sovits_train.interchange.gpt_sovits_v2 import (
     POSTERIOR_ENCODER_PREFIX,
     gpt_v2_config,

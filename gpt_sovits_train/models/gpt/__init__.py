@@ -1,6 +1,6 @@
 """GPT stage: the text-to-semantic transformer (v2 state-dict names) and its KV-cache sampler."""
 
-from gpt_sovits_train.models.gpt.model import GPTConfig, Text2SemanticModel, load_v2_ckpt, load_v2_state_dict
+from gpt_sovits_train.models.gpt.model import GPTConfig, Text2SemanticModel, load_v2_state_dict
 from gpt_sovits_train.models.gpt.sampling import DecodeOutput, KVDecoder, SamplingOptions
 
 __all__ = [
@@ -9,6 +9,5 @@ __all__ = [
     "KVDecoder",
     "SamplingOptions",
     "Text2SemanticModel",
-    "load_v2_ckpt",
     "load_v2_state_dict",
 ]
