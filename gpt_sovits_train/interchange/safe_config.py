@@ -50,14 +50,17 @@ def check_target(target: Any, where: str, source: str) -> None:
     """Raise :class:`UnsafeConfigError` unless ``target`` is a class/function of ours that builds networks/features."""
     hint = f"only classes and functions defined in {', '.join(p.rstrip('.') for p in ALLOWED_PACKAGES)} are allowed"
     if not isinstance(target, str) or not target.startswith(ALLOWED_PACKAGES):
-        raise UnsafeConfigError(f"refused {source}: {where}._target_={target!r} is not one of ours ({hint}); "
-                                "nothing was instantiated")
+        raise UnsafeConfigError(
+            f"refused {source}: {where}._target_={target!r} is not one of ours ({hint}); nothing was instantiated"
+        )
     obj = _resolve(target)
     defined_as = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
     if not (inspect.isclass(obj) or inspect.isfunction(obj)) or defined_as != target:
         found = "nothing" if obj is None else defined_as if defined_as != "." else type(obj).__name__
-        raise UnsafeConfigError(f"refused {source}: {where}._target_={target!r} resolves to {found}, not a class or "
-                                f"function defined under that name ({hint}); nothing was instantiated")
+        raise UnsafeConfigError(
+            f"refused {source}: {where}._target_={target!r} resolves to {found}, not a class or "
+            f"function defined under that name ({hint}); nothing was instantiated"
+        )
 
 
 def check_travelling_config(config: Any, source: str, where: str = "") -> None:
@@ -71,5 +74,7 @@ def check_travelling_config(config: Any, source: str, where: str = "") -> None:
         for index, value in enumerate(config):
             check_travelling_config(value, source, f"{where}[{index}]")
     elif isinstance(config, str) and "${" in config:
-        raise UnsafeConfigError(f"refused {source}: {where or '<root>'} holds an interpolation {config!r}; a config "
-                                "that travels with weights must be plain data. Nothing was instantiated")
+        raise UnsafeConfigError(
+            f"refused {source}: {where or '<root>'} holds an interpolation {config!r}; a config "
+            "that travels with weights must be plain data. Nothing was instantiated"
+        )

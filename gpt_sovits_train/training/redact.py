@@ -103,8 +103,11 @@ def redact(config: Any, what: str = "config") -> Any:
     cleaned = _redact(config, found, "")
     if found and what not in _logged:
         _logged.add(what)
-        log.info("redacted secret-looking values of %s in the %s we write (values kept in memory only)",
-                 sorted(set(found)), what)
+        log.info(
+            "redacted secret-looking values of %s in the %s we write (values kept in memory only)",
+            sorted(set(found)),
+            what,
+        )
     return cleaned
 
 

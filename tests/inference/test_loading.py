@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
 from omegaconf import OmegaConf
+from safetensors.torch import save_file
 from torch import nn
 
 from gpt_sovits_train.inference.loading import load_network, network_weights
