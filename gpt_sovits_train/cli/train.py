@@ -26,9 +26,13 @@ log = logging.getLogger(__name__)
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from gpt_sovits_train.callbacks.preemption import PREEMPTION_EXIT_CODE
-    from gpt_sovits_train.training.run import train
+    from gpt_sovits_train.training.run import USER_FILE_ERRORS, train
 
-    result = train(cfg)
+    try:
+        result = train(cfg)
+    except USER_FILE_ERRORS as error:  # a refused or unreadable checkpoint/config: one line, exit 2
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     log.info("training result: %s", json.dumps(result, default=str))
     if result["status"] == "preempted":
         sys.exit(PREEMPTION_EXIT_CODE)

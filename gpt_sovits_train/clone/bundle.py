@@ -28,6 +28,7 @@ from pathlib import Path
 import soundfile as sf
 
 from gpt_sovits_train import __version__
+from gpt_sovits_train.interchange.safe_config import check_travelling_config
 
 BUNDLE_FORMAT = "gst-voice/1"
 INDEX = "voice.json"
@@ -119,7 +120,10 @@ def write_bundle(
 
 
 def load_bundle(path: str | Path) -> VoiceBundle:
-    """Read a bundle folder (or its ``voice.json``); errors say which file is missing."""
+    """Read a bundle folder (or its ``voice.json``); errors say which file is missing. Every ``_target_`` under
+    ``synthesis`` must be one of our network/feature classes
+    (:func:`~gpt_sovits_train.interchange.safe_config.check_travelling_config`), else
+    :class:`~gpt_sovits_train.interchange.safe_config.UnsafeConfigError` before anything is built."""
     root = Path(path)
     if root.name == INDEX:
         root = root.parent
@@ -137,6 +141,8 @@ def load_bundle(path: str | Path) -> VoiceBundle:
     known = {"format", "name", "gpt_checkpoint", "sovits_checkpoint", "reference", "languages", "feature_models",
              "config", "synthesis"}
     synthesis = index.get("synthesis", {})
+    # A bundle is downloaded data: the configs synthesis instantiates may only name our networks/extractors.
+    check_travelling_config(synthesis, f"{index_path} (synthesis)", "synthesis")
     return VoiceBundle(
         root=root,
         name=index["name"],

@@ -8,25 +8,29 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from gpt_sovits_train.inference.loading import build_network, gpt_config_from_v2, network_config_beside, network_weights
+from gpt_sovits_train.inference.loading import (
+    build_network,
+    gpt_config_from_v2,
+    network_config_beside,
+    read_network_file,
+)
 from gpt_sovits_train.inference.sovits_runtime import prepare_sovits_for_inference
 from gpt_sovits_train.inference.synthesizer import GenerateFn, SamplingSettings, Synthesizer
-from gpt_sovits_train.interchange.gpt_sovits_v2 import V2FormatError, read_gpt_v2
 from gpt_sovits_train.interchange.t2s_decode import CachedT2S, OnnxGenerator, T2SDecoder
 from gpt_sovits_train.runtime.cpu_packing import StepWeights
 
 
-def gpt_heads(gpt_cfg: Any) -> int:
+def gpt_heads(gpt_cfg: Any, v2_config: dict | None = None) -> int:
     """Attention heads of the GPT checkpoint: ``gpt.heads``, else the run config beside our checkpoint, else the
-    config inside an official v2 ``.ckpt``."""
+    config inside an official v2 ``.ckpt`` (``v2_config``, as the file was read once)."""
     if gpt_cfg.get("heads"):
         return int(gpt_cfg["heads"])
     beside = network_config_beside(gpt_cfg["checkpoint"])
     if beside and beside.get("num_heads"):
         return int(beside["num_heads"])
     try:
-        return int(gpt_config_from_v2(read_gpt_v2(gpt_cfg["checkpoint"]).config)["num_heads"])
-    except (V2FormatError, KeyError) as error:
+        return int(gpt_config_from_v2(v2_config or {})["num_heads"])
+    except KeyError as error:
         checkpoint = gpt_cfg["checkpoint"]
         raise ValueError(f"set gpt.heads: it is neither in a run config beside nor inside {checkpoint}") from error
 
@@ -68,8 +72,9 @@ def build_gpt_generate(gpt_cfg: Any, device: torch.device) -> GenerateFn:
         heads = int(gpt_cfg.get("heads") or network.cfg.num_heads)
         decoder = CachedT2S(network.state_dict(), heads, dtype, StepWeights(step_weights, prepack))
     elif backend == "cached":
-        weights = network_weights(gpt_cfg["checkpoint"], "gpt")
-        decoder = CachedT2S(weights, gpt_heads(gpt_cfg), dtype, StepWeights(step_weights, prepack))
+        file = read_network_file(gpt_cfg["checkpoint"], "gpt")
+        matrices = StepWeights(step_weights, prepack)
+        decoder = CachedT2S(file.weights, gpt_heads(gpt_cfg, file.v2_config), dtype, matrices)
     else:
         raise ValueError(f"gpt.backend must be cached, onnx or network, got {backend!r}")
     decoder.decoder.model.to(device)

@@ -113,8 +113,11 @@ def detect_sovits_version(weights: Mapping[str, torch.Tensor], header: str | Non
 
 def read_gpt_v2(path: str | Path) -> V2Checkpoint:
     """Read an official GPT ``.ckpt`` (or a Lightning one with ``model.``-prefixed ``state_dict``) as v2 weights."""
-    path = Path(path)
-    raw = load_checkpoint(path)
+    return gpt_v2_from_raw(load_checkpoint(path), Path(path))
+
+
+def gpt_v2_from_raw(raw: Mapping[str, Any], path: Path) -> V2Checkpoint:
+    """:func:`read_gpt_v2` on a dict the safe loader already read (so callers deserialize a file once)."""
     source = raw["state_dict"] if "state_dict" in raw and "weight" not in raw else _weights_of(raw, path)
     if not any(k.startswith(GPT_PREFIX) for k in source):
         raise V2FormatError(f"{path}: no 'model.'-prefixed keys; it is not a GPT (s1) checkpoint (SoVITS .pth?)")
@@ -132,7 +135,11 @@ def read_sovits_v2(path: str | Path) -> V2Checkpoint:
     """Read an official SoVITS ``.pth`` (exported weights, pretrained s2G or a G_ resume file) as v2 weights."""
     path = Path(path)
     header = read_version_header(path)
-    raw = load_checkpoint(path)
+    return sovits_v2_from_raw(load_checkpoint(path), path, header)
+
+
+def sovits_v2_from_raw(raw: Mapping[str, Any], path: Path, header: str | None) -> V2Checkpoint:
+    """:func:`read_sovits_v2` on a dict the safe loader already read; ``header`` is the file's 2-byte version tag."""
     source = raw["model"] if "model" in raw and "weight" not in raw else _weights_of(raw, path)
     version = detect_sovits_version(source, header)
     if version != "v2":
@@ -208,22 +215,24 @@ def check_readable(path: str | Path) -> None:
 
 
 def gpt_v2_config(weights: Mapping[str, torch.Tensor], heads: int, max_sec: int = 54) -> dict[str, Any]:
-    """The s1 YAML dict a v2 GPT file carries, with sizes read off the weights (heads cannot be, so it is given)."""
-    hidden = int(weights["ar_text_embedding.word_embeddings.weight"].shape[1])
-    layers = {int(k.split(".")[2]) for k in weights if k.startswith("h.layers.")}
-    if hidden % heads:
-        raise ValueError(f"hidden size {hidden} is not divisible by heads={heads}")
+    """The s1 YAML dict a v2 GPT file carries, with sizes read off the weights by the network's own
+    ``config_from_weights`` (heads cannot be read off shapes, so it is given)."""
+    from gpt_sovits_train.models.gpt.model import config_from_weights
+
+    sizes = config_from_weights(weights, heads)
+    if sizes.hidden_dim % heads:
+        raise ValueError(f"hidden size {sizes.hidden_dim} is not divisible by heads={heads}")
     return {
         "train": {"seed": 1234, "if_dpo": False},
         "data": {"max_sec": int(max_sec), "pad_val": 1024},
         "model": {
-            "vocab_size": int(weights["ar_audio_embedding.word_embeddings.weight"].shape[0]),
-            "phoneme_vocab_size": int(weights[GPT_TEXT_EMBEDDING].shape[0]),
-            "embedding_dim": hidden,
-            "hidden_dim": hidden,
+            "vocab_size": sizes.vocab_size,
+            "phoneme_vocab_size": sizes.phoneme_vocab_size,
+            "embedding_dim": sizes.embedding_dim,
+            "hidden_dim": sizes.hidden_dim,
             "head": int(heads),
-            "linear_units": 4 * hidden,
-            "n_layer": len(layers),
+            "linear_units": sizes.ffn_dim,
+            "n_layer": sizes.num_layers,
             "dropout": 0,
             "EOS": 1024,
             "random_bert": 0,

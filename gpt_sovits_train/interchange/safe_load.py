@@ -30,6 +30,7 @@ VERSION_HEADERS: dict[bytes, str] = {
     b"06": "v2ProPlus",
 }
 ZIP_MAGIC = b"PK"
+ZIP_LOCAL_HEADER_TAIL = b"\x03\x04"  # bytes 2-3 of a zip file, kept when the magic is overwritten
 HPARAMS_PICKLE_NAME = "utils.HParams"
 
 
@@ -89,32 +90,54 @@ def read_version_header(path: str | Path) -> str | None:
     return VERSION_HEADERS.get(head)
 
 
-def _torch_bytes(path: Path) -> bytes:
-    raw = path.read_bytes()
-    if len(raw) < 4:
-        raise CheckpointReadError(f"{path} is only {len(raw)} bytes long; the file is truncated or empty")
-    if raw[:2] in VERSION_HEADERS:
+def _torch_source(path: Path) -> Path | io.BytesIO:
+    """What to hand ``torch.load``: the path itself for a plain zip/legacy file (no copy in memory), or the bytes
+    with the zip magic restored for a version-stamped v2 file."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if len(head) < 4:
+        raise CheckpointReadError(f"{path} is only {len(head)} bytes long; the file is truncated or empty")
+    if head[:2] in VERSION_HEADERS:
         # Restore the zip magic the official writer overwrote, exactly as its reader does.
-        raw = ZIP_MAGIC + raw[2:]
-    return raw
+        return io.BytesIO(ZIP_MAGIC + path.read_bytes()[2:])
+    if head[:2] != ZIP_MAGIC and head[2:4] == ZIP_LOCAL_HEADER_TAIL:
+        # A zip whose magic was overwritten with a tag we do not know: a newer GPT-SoVITS generation, not a pickle.
+        tag = head[:2].decode("ascii", errors="backslashreplace")
+        known = ", ".join(f"'{k.decode()}' ({v})" for k, v in VERSION_HEADERS.items())
+        raise CheckpointReadError(
+            f"{path} has an unknown version header '{tag}' (known: {known}); it comes from a GPT-SoVITS version "
+            "this framework does not read"
+        )
+    return path
 
 
-def _unsupported_reason(error: Exception) -> str:
-    """Pick torch's line naming the refused global out of its long multi-paragraph message."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    for line in lines:
-        if "Unsupported" in line or "GLOBAL" in line:
-            return line
-    return lines[0] if lines else type(error).__name__
+def _rewound(source: Path | io.BytesIO) -> Path | io.BytesIO:
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
+    return source
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+# Parts of a Lightning checkpoint that inference never needs; they may legitimately hold pickled callables
+# (``functools.partial`` optimizer factories from Hydra ``_partial_`` configs in ``hyper_parameters``).
+IGNORABLE_KEYS = frozenset(
+    {"hyper_parameters", "datamodule_hyper_parameters", "callbacks", "loops", "optimizer_states", "lr_schedulers"}
+)
+#: What resuming training may drop: only the hyperparameter records (resume never reads them; checkpoints written
+#: before they were stored as plain data hold Hydra partials there). Loop, callback and optimizer state must load.
+HYPERPARAMETER_KEYS = frozenset({"hyper_parameters", "datamodule_hyper_parameters"})
+REFUSAL_ADVICE = "nothing was executed. Only load checkpoints you trust; convert a trusted one to safetensors instead"
+
+
+def load_checkpoint(
+    path: str | Path, map_location: Any = "cpu", droppable: frozenset[str] = IGNORABLE_KEYS
+) -> dict[str, Any]:
     """Read a checkpoint safely: safetensors directly, torch pickles with ``weights_only=True``.
 
     SoVITS ``HParams`` configs come back as :class:`V2HParams`; call :func:`plain` to turn them into dicts.
-    Parts of Lightning checkpoints that inference never uses (``hyper_parameters`` holding optimizer partials, loop
-    and callback state) may reference other globals: those are read as inert placeholders, never called, and
-    dropped. Raises :class:`UnsafeCheckpointError` when anything else would need code.
+    Top-level parts named in ``droppable`` (by default those of Lightning checkpoints that inference never uses:
+    ``hyper_parameters`` holding optimizer partials, loop and callback state) may reference other globals: those
+    are read as inert placeholders, never called, and dropped. Raises :class:`UnsafeCheckpointError` (one line,
+    naming what the pickle asked for) when anything else would need code.
     """
     path = Path(path)
     if not path.is_file():
@@ -124,20 +147,19 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             return dict(load_safetensors(str(path), device=str(map_location)))
         except Exception as error:  # safetensors raises its own SafetensorError type
             raise CheckpointReadError(f"{path} is not a valid safetensors file: {error}") from error
-    raw = _torch_bytes(path)
+    source = _torch_source(path)
     try:
         with torch.serialization.safe_globals([(V2HParams, HPARAMS_PICKLE_NAME)]):
-            loaded = torch.load(io.BytesIO(raw), map_location=map_location, weights_only=True)
+            loaded = torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         try:
-            return _load_inert(raw, path, map_location, error)
+            return _load_inert(_rewound(source), path, map_location, droppable)
         except UnsafeCheckpointError:
             raise
         except Exception as inert_error:  # the inert pass failed for another reason: report the original refusal
             raise UnsafeCheckpointError(
                 f"refused to load {path}: it contains pickled Python objects that are not plain weights "
-                f"({_unsupported_reason(error)}). Loading it could execute code. If you trust its origin, convert "
-                "it to safetensors in an isolated environment and load that instead."
+                f"({_unsupported_reason(error)}); {REFUSAL_ADVICE}"
             ) from inert_error
     except (RuntimeError, EOFError, ValueError, KeyError) as error:
         raise CheckpointReadError(
@@ -148,11 +170,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return dict(loaded)
 
 
-# Parts of a Lightning checkpoint that inference never needs; they may legitimately hold pickled callables
-# (``functools.partial`` optimizer factories from Hydra ``_partial_`` configs in ``hyper_parameters``).
-IGNORABLE_KEYS = frozenset(
-    {"hyper_parameters", "datamodule_hyper_parameters", "callbacks", "loops", "optimizer_states", "lr_schedulers"}
-)
+def _unsupported_reason(error: Exception) -> str:
+    """Pick the refused global's name out of torch's long multi-paragraph message."""
+    for line in str(error).splitlines():
+        if "Unsupported global" in line:
+            return line.split("Unsupported global:", 1)[-1].split(" was not")[0].strip()
+    return type(error).__name__
 
 
 class _Inert:
@@ -197,10 +220,10 @@ class _InertPickleModule:
     __name__ = "pickle"
 
 
-def _inert_paths(value: Any, path: str = "") -> list[str]:
-    """Where inert placeholders sit inside a loaded object (dotted key paths)."""
+def _inert_paths(value: Any, path: str = "") -> list[tuple[str, str]]:
+    """Where inert placeholders sit inside a loaded object: (dotted key path, the pickled global it named)."""
     if isinstance(value, _Inert):
-        return [path or "<root>"]
+        return [(path or "<root>", value.pickled_name)]
     if isinstance(value, Mapping):
         return [p for k, v in value.items() for p in _inert_paths(v, f"{path}.{k}" if path else str(k))]
     if isinstance(value, (list, tuple)):
@@ -208,21 +231,17 @@ def _inert_paths(value: Any, path: str = "") -> list[str]:
     return []
 
 
-def _load_inert(raw: bytes, path: Path, map_location: Any, first_error: Exception) -> dict[str, Any]:
-    """Second chance for checkpoints whose *unneeded* parts hold callables: load them as inert placeholders,
+def _load_inert(source: Path | io.BytesIO, path: Path, map_location: Any, droppable: frozenset[str]) -> dict[str, Any]:
+    """Second chance for checkpoints whose *droppable* parts hold callables: load them as inert placeholders,
     drop those parts, and refuse if anything else would have needed code."""
-    loaded = torch.load(
-        io.BytesIO(raw), map_location=map_location, weights_only=False, pickle_module=_InertPickleModule
-    )
+    loaded = torch.load(source, map_location=map_location, weights_only=False, pickle_module=_InertPickleModule)
+    found = _inert_paths(loaded)
+    blocked = [(where, name) for where, name in found if where.split(".")[0].split("[")[0] not in droppable]
+    if blocked:
+        where = ", ".join(f"{w} ({n})" for w, n in blocked[:5])
+        raise UnsafeCheckpointError(f"refused to load {path}: {where} would run pickled code; {REFUSAL_ADVICE}")
     if not isinstance(loaded, Mapping):
         raise CheckpointReadError(f"{path} holds a {type(loaded).__name__}, expected a dict of weights/config")
-    blocked = [p for p in _inert_paths(loaded) if p.split(".")[0].split("[")[0] not in IGNORABLE_KEYS]
-    if blocked:
-        raise UnsafeCheckpointError(
-            f"refused to load {path}: {', '.join(blocked[:5])} would need pickled code to load "
-            f"({_unsupported_reason(first_error)}). Loading it could execute code; nothing was executed. If you "
-            "trust its origin, convert it to safetensors in an isolated environment and load that instead."
-        ) from first_error
     return {k: v for k, v in loaded.items() if not _inert_paths(v)}
 
 

@@ -19,6 +19,7 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
+from gpt_sovits_train.interchange.checkpoints import load_gpt_init
 from gpt_sovits_train.models.gpt.kv_cache import KVDecoder
 from gpt_sovits_train.models.gpt.losses import (
     make_rejected_semantic,
@@ -27,7 +28,7 @@ from gpt_sovits_train.models.gpt.losses import (
     summed_cross_entropy,
     top_k_accuracy,
 )
-from gpt_sovits_train.models.gpt.model import Text2SemanticModel, load_v2_ckpt
+from gpt_sovits_train.models.gpt.model import Text2SemanticModel
 from gpt_sovits_train.models.gpt.sampling import SamplingOptions
 
 REQUIRED_KEYS = ("phoneme_ids", "phoneme_ids_len", "bert_feature", "semantic_ids", "semantic_ids_len")
@@ -98,7 +99,7 @@ class GPTModule(pl.LightningModule):
         self.validation_vocoder = validation_vocoder
         self.validation_audio: list[dict] = []  # read by callbacks.audio_logging.AudioSampleLogger
         if init_from:
-            load_v2_ckpt(self.net, init_from)
+            load_gpt_init(self.net, init_from)
 
     @staticmethod
     def tokens_in_batch(batch: dict[str, torch.Tensor]) -> int:

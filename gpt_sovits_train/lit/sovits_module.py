@@ -20,6 +20,7 @@ from gpt_sovits_train.audio.metrics import mel_cepstral_distortion, multi_resolu
 from gpt_sovits_train.audio.spectrogram import mel_spectrogram, spec_to_mel
 from gpt_sovits_train.constants import HOP
 from gpt_sovits_train.data.collate import CODEC_PREPARE_HINT
+from gpt_sovits_train.interchange.checkpoints import init_weights
 from gpt_sovits_train.models.sovits.discriminator import MultiPeriodDiscriminator
 from gpt_sovits_train.models.sovits.losses import (
     discriminator_loss,
@@ -33,17 +34,6 @@ log = logging.getLogger(__name__)
 
 REQUIRED_KEYS = ("spec", "spec_lengths", "wav", "text", "text_lengths")  # + the content (see _check_batch)
 TEXT_PATH_PREFIXES = ("enc_p.text_embedding", "enc_p.encoder_text", "enc_p.mrte")
-
-
-def load_v2_weights(path: str) -> dict[str, Tensor]:
-    """State dict from an official s2G/s2D .pth (or our own checkpoints), read without executing pickles."""
-    from gpt_sovits_train.interchange.safe_load import load_checkpoint
-
-    ckpt = load_checkpoint(path)
-    for key in ("weight", "model", "state_dict"):
-        if isinstance(ckpt.get(key), dict):
-            return {k: v for k, v in ckpt[key].items() if isinstance(v, Tensor)}
-    return {k: v for k, v in ckpt.items() if isinstance(v, Tensor)}
 
 
 class SoVITSModule(L.LightningModule):
@@ -86,7 +76,7 @@ class SoVITSModule(L.LightningModule):
         unused = ("ssl_proj.", "quantizer.") if self.net.content_source != "ssl" else ()
         if self.net.decoder != "hifigan":
             unused = (*unused, "dec.")  # v2's HiFi-GAN weights do not fit the iSTFT head
-        state = {k: v for k, v in load_v2_weights(path).items() if k not in fresh and not k.startswith(unused)}
+        state = {k: v for k, v in init_weights(path).items() if k not in fresh and not k.startswith(unused)}
         if fresh:
             log.info("not in %s, left at initialisation: %s", path, sorted(fresh))
         self._load_into(self.net, path, allow_missing=("enc_q.", *fresh), state=state)
@@ -95,7 +85,7 @@ class SoVITSModule(L.LightningModule):
     def _load_into(
         module: nn.Module, path: str, allow_missing: tuple[str, ...] = (), state: dict[str, Tensor] | None = None
     ) -> None:
-        result = module.load_state_dict(load_v2_weights(path) if state is None else state, strict=False)
+        result = module.load_state_dict(init_weights(path) if state is None else state, strict=False)
         missing = [k for k in result.missing_keys if not k.startswith(allow_missing)]
         if missing or result.unexpected_keys:
             raise ValueError(

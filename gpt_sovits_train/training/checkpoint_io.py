@@ -5,13 +5,24 @@ bytes in the *system* temp dir and then ``shutil.move``s them: across file syste
 on a network disk) that move is a copy, so a crash or ``kill -9`` mid-copy leaves a truncated ``last.ckpt`` and
 the next resume fails. Here the temp file lives next to the target, is fsynced, and is renamed with
 ``os.replace`` (atomic on POSIX), so a reader sees either the old checkpoint or the complete new one.
+
+Reading is just as strict: a resumed checkpoint may have come from anywhere, so
+:meth:`AtomicCheckpointIO.load_checkpoint`
+never unpickles code. It reads with ``torch.load(weights_only=True)`` through the project's safe loader
+(:func:`gpt_sovits_train.interchange.safe_load.load_checkpoint`). To make that possible for our own files, the
+``hyper_parameters`` Lightning records (Hydra ``_partial_`` optimizer factories, ``ListConfig``s) are written as plain
+data (:func:`plain_hyperparameters`); resuming never reads them back. Checkpoints written before that still resume:
+their hyperparameter records are read as inert placeholders and dropped, and everything else must be plain.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import pickle
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +31,9 @@ import torch
 from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from gpt_sovits_train.interchange.safe_load import HYPERPARAMETER_KEYS, UnsafeCheckpointError, load_checkpoint
 
 TEMP_SUFFIX = ".tmp"
 
@@ -57,8 +71,30 @@ def _fsync_directory(directory: Path) -> None:
         os.close(dir_fd)
 
 
+def plain_hyperparameters(value: Any) -> Any:
+    """Hyperparameters as data ``torch.load(weights_only=True)`` reads: OmegaConf containers become dicts/lists,
+    a (Hydra) partial becomes its config (``{"_target_": ..., "_partial_": true, **keywords}``), any other object
+    its ``repr``. Records only: resuming restores state dicts, never these."""
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, functools.partial):
+        func = value.func
+        node: dict[str, Any] = {"_target_": f"{func.__module__}.{func.__qualname__}", "_partial_": True}
+        if value.args:
+            node["_args_"] = plain_hyperparameters(list(value.args))
+        return node | {k: plain_hyperparameters(v) for k, v in value.keywords.items()}
+    if isinstance(value, Mapping):
+        return {k: plain_hyperparameters(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain_hyperparameters(v) for v in value)
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return value
+    return repr(value)
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``TorchCheckpointIO`` whose local saves are atomic (remote object stores already replace whole objects)."""
+    """``TorchCheckpointIO`` whose local saves are atomic (remote object stores already replace whole objects) and
+    whose loads never execute pickled code."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
         if storage_options is not None:
@@ -66,8 +102,24 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f"{type(self).__name__} does not take storage_options (got {storage_options!r}); "
                 "pass them through a custom CheckpointIO plugin instead."
             )
+        checkpoint = {k: plain_hyperparameters(v) if k in HYPERPARAMETER_KEYS else v for k, v in checkpoint.items()}
         fs, local_path = fsspec.core.url_to_fs(str(path))
         if not isinstance(fs, LocalFileSystem):
             super().save_checkpoint(checkpoint, path)
             return
         atomic_torch_save(checkpoint, local_path)
+
+    def load_checkpoint(self, path: _PATH, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
+        """Read a checkpoint to resume from without executing code, whatever ``weights_only`` the caller asks for:
+        local files through the safe loader, remote ones with ``torch.load(weights_only=True)``. A file holding
+        pickled code raises :class:`~gpt_sovits_train.interchange.safe_load.UnsafeCheckpointError`."""
+        fs, local_path = fsspec.core.url_to_fs(str(path))
+        if isinstance(fs, LocalFileSystem):
+            return load_checkpoint(local_path, map_location=map_location or "cpu", droppable=HYPERPARAMETER_KEYS)
+        try:
+            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as error:
+            raise UnsafeCheckpointError(
+                f"refused to load {path}: it holds pickled objects that are not plain training state; nothing was "
+                "executed. Only resume from checkpoints you trust"
+            ) from error

@@ -3,7 +3,8 @@
 Run length: ``trainer.max_steps`` / ``trainer.max_epochs`` are totals for the whole run. Resuming with
 ``ckpt_path=...`` restores the step/epoch counters, so training continues to the same total instead of
 starting another full budget. ``ckpt_path=last`` picks the newest ``last.ckpt`` of this run's checkpoint dir
-(what an auto-requeued job wants); a path that does not exist is an error, not a silent fresh start.
+(what an auto-requeued job wants); a path that does not exist is an error, not a silent fresh start. Resume
+checkpoints are read without executing pickled code (``training.checkpoint_io``); one that holds code is refused.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +25,16 @@ from omegaconf import DictConfig, OmegaConf
 
 import gpt_sovits_train.training.resolvers  # noqa: F401  (registers ${gst_*:} resolvers)
 from gpt_sovits_train.callbacks.preemption import PreemptionCheckpoint
+from gpt_sovits_train.interchange.redact import redact, redacted_argv
+from gpt_sovits_train.interchange.safe_config import UnsafeConfigError
+from gpt_sovits_train.interchange.safe_load import CheckpointReadError, UnsafeCheckpointError
 from gpt_sovits_train.training.instantiate import instantiate_callbacks, instantiate_loggers
 
 log = logging.getLogger(__name__)
 
 _SPECIAL_CKPT_PATHS = {"last", "best", "hpc"}
+#: A file the user pointed at was refused or unreadable: ``gst-train`` prints the one-line message and exits 2.
+USER_FILE_ERRORS = (UnsafeCheckpointError, CheckpointReadError, UnsafeConfigError)
 
 
 def resolve_ckpt_path(ckpt_path: str | None) -> str | None:
@@ -44,11 +51,13 @@ def resolve_ckpt_path(ckpt_path: str | None) -> str | None:
 
 
 def log_resolved_config(cfg: DictConfig, trainer: pl.Trainer) -> dict[str, Any]:
-    """Send the fully resolved config to every logger and write it next to the run (rank 0 only)."""
-    resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    """Send the fully resolved config to every logger and write it next to the run (rank 0 only), with
+    secret-looking values redacted (:mod:`gpt_sovits_train.interchange.redact`)."""
+    resolved = redact(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False), "resolved config and loggers")
     assert isinstance(resolved, dict)
-    for logger in trainer.loggers:
-        logger.log_hyperparams(resolved)
+    with redacted_argv():  # W&B starts its run here and records the command line (+hf_token=...) as metadata
+        for logger in trainer.loggers:
+            logger.log_hyperparams(resolved)
     if trainer.is_global_zero:
         out = Path(trainer.default_root_dir) / "resolved_config.yaml"
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -145,8 +154,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     fit_model: Any = torch.compile(model) if cfg.get("compile", False) else model
     status = "finished"
     try:
+        # weights_only=True also where a user swapped AtomicCheckpointIO (our safe reader) for another plugin.
         trainer.fit(fit_model, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.get("ckpt_path")),
-                    weights_only=bool(cfg.get("ckpt_weights_only", False)))
+                    weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise UnsafeCheckpointError(
+            f"refused to resume from {cfg.get('ckpt_path')}: it holds pickled objects that are not plain training "
+            "state; nothing was executed. Only resume from checkpoints you trust"
+        ) from error
     except SIGTERMException:
         status = "preempted"
     finally:

@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from gpt_sovits_train.audio.ai_metadata import AI_NOTICE
 from gpt_sovits_train.interchange.hub import (
+    PUBLISHED_FILES,
     TrainingDataSummary,
     prepare_publish_folder,
     publish_folder,
@@ -78,6 +79,7 @@ def test_cli_dry_run(tmp_path: Path) -> None:
         f"sovits_checkpoint={tmp_path / 'sovits.safetensors'}",
         f"dataset_manifest={manifest}",
         f"output_dir={out}",
+        "+hf_token=hf_override_secret",
     ]
     run = subprocess.run(
         command,
@@ -89,5 +91,10 @@ def test_cli_dry_run(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "hf_do_not_print" not in run.stdout + run.stderr
-    assert {p.name for p in out.iterdir()} >= {"gpt.safetensors", "sovits.safetensors", "config.yaml", "README.md"}
+    # exactly what is uploaded: no logs, no Hydra folder; the config holds no secret and no local absolute path
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == sorted(PUBLISHED_FILES)
+    config_text = (out / "config.yaml").read_text()
+    assert "hf_override_secret" not in config_text and "hf_token: <redacted>" in config_text
+    assert str(tmp_path) not in config_text and str(repo) not in config_text
+    assert yaml.safe_load(config_text)["gpt_checkpoint"] == "gpt.safetensors"
     assert "| utterances | 2 |" in (out / "README.md").read_text()

@@ -132,3 +132,15 @@ def test_code_inside_weights_is_still_refused(tmp_path: Path) -> None:
     with pytest.raises(UnsafeCheckpointError, match=r"state_dict\.net\.w"):
         load_checkpoint(path)
     assert SIDE_EFFECTS == []
+
+
+def test_unknown_version_header_is_named_not_called_code(tmp_path: Path) -> None:
+    """A v2-style file stamped with a tag we do not know is a format problem, not a pickle with code."""
+    good = tmp_path / "good.pth"
+    save_with_v2_hparams({"weight": {"a": torch.ones(2)}, "config": _hparams(), "info": "1epoch"}, good)
+    stamped = tmp_path / "future.pth"
+    stamped.write_bytes(b"42" + good.read_bytes()[2:])
+    with pytest.raises(CheckpointReadError, match="unknown version header '42'") as error:
+        load_checkpoint(stamped)
+    assert "code" not in str(error.value)
+    assert read_version_header(stamped) is None

@@ -2,7 +2,7 @@
 
 from gpt_sovits_train.models.gpt.decoding import DecodeOutput
 from gpt_sovits_train.models.gpt.kv_cache import KVDecoder
-from gpt_sovits_train.models.gpt.model import GPTConfig, Text2SemanticModel, load_v2_ckpt, load_v2_state_dict
+from gpt_sovits_train.models.gpt.model import GPTConfig, Text2SemanticModel, load_v2_state_dict
 from gpt_sovits_train.models.gpt.sampling import SamplingOptions
 
 __all__ = [
@@ -11,6 +11,5 @@ __all__ = [
     "KVDecoder",
     "SamplingOptions",
     "Text2SemanticModel",
-    "load_v2_ckpt",
     "load_v2_state_dict",
 ]

@@ -367,12 +367,3 @@ def load_v2_state_dict(model: Text2SemanticModel, state: Mapping[str, torch.Tens
     cleaned = {k.removeprefix("model."): v for k, v in state.items()}
     target_dtype = next(model.parameters()).dtype
     model.load_state_dict({k: v.to(target_dtype) for k, v in cleaned.items()}, strict=True)
-
-
-def load_v2_ckpt(model: Text2SemanticModel, path: str) -> dict:
-    """Load an official v2 GPT ``.ckpt`` (``{"weight", "config", "info"}``) into ``model``; returns its config."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(blob, dict) or "weight" not in blob:
-        raise ValueError(f"{path} is not a GPT-SoVITS GPT checkpoint: expected a dict with a 'weight' entry")
-    load_v2_state_dict(model, blob["weight"])
-    return blob.get("config", {})

@@ -8,26 +8,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from gpt_sovits_train.interchange.checkpoints import gpt_config_from_v2
 from gpt_sovits_train.models.gpt.model import GPTConfig, Text2SemanticModel, load_v2_state_dict
-
-
-def config_from_v2(model_cfg: dict) -> GPTConfig:
-    """v2 config dict → ours. v2 ignores ``linear_units``: its FFN is always 4 × hidden."""
-    return GPTConfig(
-        phoneme_vocab_size=model_cfg["phoneme_vocab_size"],
-        vocab_size=model_cfg["vocab_size"],
-        embedding_dim=model_cfg["embedding_dim"],
-        hidden_dim=model_cfg["hidden_dim"],
-        num_heads=model_cfg["head"],
-        num_layers=model_cfg["n_layer"],
-        ffn_dim=4 * model_cfg["hidden_dim"],
-    )
 
 
 def load_tiny_t2s(ref_dir: Path) -> tuple[Text2SemanticModel, dict, dict[str, torch.Tensor]]:
     meta = json.loads((ref_dir / "tiny_t2s.json").read_text())
     tensors = load_file(str(ref_dir / "tiny_t2s.safetensors"))
-    model = Text2SemanticModel(config_from_v2(meta["config"]["model"]))
+    model = Text2SemanticModel(GPTConfig(**gpt_config_from_v2(meta["config"])))
     load_v2_state_dict(
         model, {k.removeprefix("weight."): v.float() for k, v in tensors.items() if k.startswith("weight.")}
     )

@@ -9,7 +9,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from gpt_sovits_train.models.gpt.model import load_v2_ckpt
+from gpt_sovits_train.interchange.checkpoints import load_gpt_init
 
 CONF = Path(__file__).resolve().parents[3] / "conf"
 
@@ -35,7 +35,7 @@ def test_official_ckpt_layout_loads_strictly(tmp_path, ref_dir):
     weights = {f"model.{k}": v.half() for k, v in source.state_dict().items()}
     path = tmp_path / "s1v2.ckpt"
     torch.save({"weight": weights, "config": manifest["config"], "info": "GPT-e1"}, path)
-    config = load_v2_ckpt(target, str(path))
+    config = load_gpt_init(target, path)
     assert config["model"]["n_layer"] == 24
     for key, value in target.state_dict().items():
         assert torch.equal(value, source.state_dict()[key].half().float()), key
