@@ -1,1 +1,1 @@
-"""Audio decoding, processing and spectrograms."""
+"""Audio layer (bottom): decode/encode, resample, DSP, spectrograms, AI-metadata tags; imports only ``constants``."""

@@ -1,4 +1,5 @@
-"""Benchmarks: one module per area, each exposing ``run_<name>(quick=False) -> dict``; see scripts/bench.py."""
+"""Benchmarks layer (top, beside cli): one module per area, each exposing ``run_<name>(quick=False) -> dict`` (see
+scripts/bench.py); may import every layer below."""
 
 from __future__ import annotations
 

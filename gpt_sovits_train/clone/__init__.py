@@ -1,1 +1,2 @@
-"""One-minute voice cloning: slice a raw recording, transcribe it, fine-tune both stages, write a voice bundle."""
+"""Clone layer: one-minute voice cloning (slice, transcribe, fine-tune both stages, write a voice bundle); imports
+every layer below it, never cli or benchmarks."""

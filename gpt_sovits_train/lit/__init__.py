@@ -1,1 +1,2 @@
-"""lit."""
+"""Lit layer: LightningModules (training/validation logic only); imports models, interchange (checkpoint reading) and
+the bottom layers."""

@@ -1,4 +1,4 @@
-"""GPT stage: the text-to-semantic transformer (v2 state-dict names) and its KV-cache sampler."""
+"""GPT stage: the text-to-semantic network (one layer definition), its sampling rules, decode loop and KV cache."""
 
 from gpt_sovits_train.models.gpt.decoding import DecodeOutput
 from gpt_sovits_train.models.gpt.kv_cache import KVDecoder
