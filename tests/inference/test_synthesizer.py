@@ -92,8 +92,8 @@ def test_gpt_precision_setting_reaches_the_decoder(ref_dir: Path, tmp_path: Path
         generate = build_gpt_generate(config, torch.device("cpu"))
         decoder = generate.decoder.decoder
         assert decoder.model.ar_predict_layer.weight.dtype == torch.float32
-        assert decoder.step_dtype == (torch.bfloat16 if precision == "bf16-weights" else None)
-        assert decoder.prepack is prepack
+        assert decoder.matrices.dtype == (torch.bfloat16 if precision == "bf16-weights" else None)
+        assert decoder.matrices.prepack is prepack
         tokens[(precision, prepack)] = generate(phones, bert, prompt, settings)
     assert torch.equal(tokens[("fp32", True)], tokens[("fp32", False)])  # packing changes no token
     for new in tokens.values():
