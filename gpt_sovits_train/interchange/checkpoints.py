@@ -26,6 +26,7 @@ from gpt_sovits_train.interchange.gpt_sovits_v2 import (
     load_weights_strict,
     sovits_v2_from_raw,
 )
+from gpt_sovits_train.interchange.safe_config import check_travelling_config
 from gpt_sovits_train.interchange.safe_load import load_checkpoint, read_version_header
 
 LIGHTNING_NET_PREFIX = "net."
@@ -161,3 +162,29 @@ def load_gpt_init(model: nn.Module, path: str | Path) -> dict[str, Any]:
     target_dtype = next(model.parameters()).dtype
     model.load_state_dict({k: v.to(target_dtype) for k, v in file.weights.items()}, strict=True)
     return file.v2_config or {}
+
+
+RESOLVED_CONFIG = "resolved_config.yaml"
+
+
+def network_config_beside(checkpoint: str | Path) -> dict | None:
+    """The ``model.net`` config of the training run that wrote ``checkpoint``, or None.
+
+    ``gst-train`` writes ``resolved_config.yaml`` into its run folder and checkpoints into ``<run>/checkpoints/``,
+    so a checkpoint of ours is enough to rebuild its network: the user need not repeat the preset. The file
+    travels with downloaded checkpoints, so every ``_target_`` in it is checked against our own network classes
+    (:func:`~gpt_sovits_train.interchange.safe_config.check_travelling_config`) before it is returned.
+    """
+    from omegaconf import OmegaConf
+
+    path = Path(checkpoint).resolve()
+    for folder in (path.parent, path.parent.parent):
+        resolved = folder / RESOLVED_CONFIG
+        if resolved.is_file():
+            net = OmegaConf.select(OmegaConf.load(resolved), "model.net")
+            if net is None:
+                return None
+            plain = OmegaConf.to_container(net, resolve=False)
+            check_travelling_config(plain, f"{resolved} (model.net)")
+            return plain
+    return None

@@ -178,6 +178,7 @@ class SoVITSModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._check_batch(batch)
+        self.nonfinite_terms: list[str] = []  # what this step skipped; callbacks.nan_guard counts and stops on it
         opt_g, opt_d = self.optimizers()
         accumulate = self.hparams.accumulate_grad_batches
         step_now = (batch_idx + 1) % accumulate == 0
@@ -186,7 +187,7 @@ class SoVITSModule(L.LightningModule):
         # Discriminator step on detached generator output.
         scores_real, scores_fake, _, _ = self.discriminator(y, out.y_hat.detach())
         loss_d, _, _ = discriminator_loss(scores_real, scores_fake)
-        if self._finite_or_skip(loss_d, "disc"):
+        if self._finite_or_skip(loss_d, "disc", {"loss_disc": loss_d}):
             self.manual_backward(loss_d / accumulate)
             if step_now:
                 self._clip_step(opt_d, "disc")
@@ -195,7 +196,9 @@ class SoVITSModule(L.LightningModule):
         loss_mel = mel_reconstruction_loss(y_mel, y_hat_mel)
         loss_kl = kl_loss(out.z_p, out.logs_q, out.m_p, out.logs_p, out.y_mask)
         loss_g = loss_gen + loss_fm + self.hparams.c_mel * loss_mel + self.hparams.c_kl * loss_kl + out.commit_loss
-        if self._finite_or_skip(loss_g, "gen"):
+        terms = {"loss_gen": loss_gen, "loss_fm": loss_fm, "loss_mel": loss_mel, "loss_kl": loss_kl,
+                 "loss_commit": out.commit_loss}
+        if self._finite_or_skip(loss_g, "gen", terms):
             self.manual_backward(loss_g / accumulate)
             if step_now:
                 self._clip_step(opt_g, "gen")
@@ -211,9 +214,11 @@ class SoVITSModule(L.LightningModule):
         }.items():
             self.log(f"train/{name}", value.detach().float(), prog_bar=name == "loss_mel", batch_size=bs)
 
-    def _finite_or_skip(self, loss: Tensor, which: str) -> bool:
+    def _finite_or_skip(self, loss: Tensor, which: str, terms: dict[str, Tensor] | None = None) -> bool:
         finite = bool(torch.isfinite(loss.detach()).all())
         if not finite:
+            bad = [name for name, term in (terms or {}).items() if not torch.isfinite(term.detach()).all()]
+            self.nonfinite_terms = [*getattr(self, "nonfinite_terms", []), *(bad or [f"{which} loss"])]
             log.warning("non-finite %s loss at step %d; skipping that update", which, self.global_step)
             self.log(f"train/skipped_nonfinite_{which}", 1.0)
         return finite
@@ -243,6 +248,7 @@ class SoVITSModule(L.LightningModule):
         elif self._grads_finite(optimizer):
             optimizer.step()
         else:
+            self.nonfinite_terms = [*getattr(self, "nonfinite_terms", []), f"{which} gradients"]
             log.warning("non-finite %s gradients at step %d; skipping that update", which, self.global_step)
             self.log(f"train/skipped_nonfinite_grad_{which}", 1.0)
         optimizer.zero_grad(set_to_none=True)
