@@ -22,7 +22,7 @@ positions continue from its own prompt length, so every row decodes as it would 
 
 :class:`SamplingOptions` defaults are the corrected behaviour; ``SamplingOptions.v2_compatible()`` turns on the
 reference's habits (EOS forbidden for the first 11 steps, repetition penalty also over the prompt, stop when the
-argmax is EOS even if the sample is not), which the parity tests and the synthesizer use.
+argmax of the penalized logits is EOS even if the sample is not), which the parity tests and the synthesizer use.
 """
 
 from __future__ import annotations
@@ -70,13 +70,14 @@ class DecodeOutput:
         return self.tokens[index, : int(self.lengths[index])]
 
 
-def process_logits(
+def penalize_logits(
     logits: torch.Tensor, seen: torch.Tensor | None, options: SamplingOptions, block_eos: bool, eos: int
 ) -> torch.Tensor:
-    """EOS blocking, repetition penalty, top-p, temperature and top-k on ``logits`` ``[B,V]``; never in place.
+    """EOS blocking and repetition penalty on ``logits`` ``[B,V]`` (float32, never in place).
 
     ``seen`` ``[B,V]`` (bool) marks the tokens to penalize: negative scores are multiplied by the penalty, positive
     ones divided, once per distinct token however often it occurred (as the reference's gather/scatter does).
+    These are the logits v2 changes in place, so its argmax-EOS stop rule sees them (:meth:`DecodeRules.advance`).
     """
     logits = logits.float()
     if block_eos:
@@ -84,6 +85,11 @@ def process_logits(
     if seen is not None and options.repetition_penalty != 1.0:
         penalty = options.repetition_penalty
         logits = torch.where(seen, torch.where(logits < 0, logits * penalty, logits / penalty), logits)
+    return logits
+
+
+def filter_logits(logits: torch.Tensor, options: SamplingOptions) -> torch.Tensor:
+    """Top-p, temperature and top-k on float32 ``logits`` ``[B,V]`` (v2's order); never in place."""
     if options.top_p < 1.0:
         ordered, order = logits.sort(dim=-1, descending=True)
         drop = ordered.softmax(dim=-1).cumsum(dim=-1) > options.top_p
@@ -95,6 +101,13 @@ def process_logits(
         pivot = logits.topk(options.top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < pivot, float("-inf"))
     return logits
+
+
+def process_logits(
+    logits: torch.Tensor, seen: torch.Tensor | None, options: SamplingOptions, block_eos: bool, eos: int
+) -> torch.Tensor:
+    """:func:`penalize_logits` then :func:`filter_logits`: the distribution a token is drawn from."""
+    return filter_logits(penalize_logits(logits, seen, options, block_eos, eos), options)
 
 
 def choose(logits: torch.Tensor, options: SamplingOptions, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -145,11 +158,12 @@ class DecodeRules:
         options, eos = self.options, self.eos
         self.step += 1
         blocked = self.step < options.eos_blocked_steps
-        processed = process_logits(logits, self.seen, options, blocked, eos)
-        tokens = choose(processed, options, self.generator)
+        penalized = penalize_logits(logits, self.seen, options, blocked, eos)
+        tokens = choose(filter_logits(penalized, options), options, self.generator)
         stop = tokens == eos
         if options.stop_on_argmax_eos:
-            stop |= (processed if blocked else logits).argmax(-1) == eos
+            # v2 penalizes its logits in place before testing their argmax, so the penalty counts here too.
+            stop |= penalized.argmax(-1) == eos
         appended = self.alive & ~stop
         self.generated += appended
         self.alive = appended & (self.generated < options.max_new_tokens)
