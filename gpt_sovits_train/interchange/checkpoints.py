@@ -53,7 +53,8 @@ def read_network_file(path: str | Path, kind: str) -> NetworkFile:
     if kind not in KINDS:
         raise ValueError(f"kind must be 'gpt' or 'sovits', got {kind!r}")
     path = Path(path)
-    header = read_version_header(path) if path.is_file() and path.suffix != ".safetensors" else None
+    stamped = kind == "sovits" and path.is_file() and path.suffix != ".safetensors"
+    header = read_version_header(path) if stamped else None  # 2 bytes; only SoVITS files carry a version tag
     raw = load_checkpoint(path)
     if "weight" in raw:  # official v2 file
         parsed = gpt_v2_from_raw(raw, path) if kind == "gpt" else sovits_v2_from_raw(raw, path, header)
