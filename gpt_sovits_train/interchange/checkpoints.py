@@ -79,9 +79,10 @@ def network_weights(path: str | Path, kind: str) -> dict[str, torch.Tensor]:
     return read_network_file(path, kind).weights
 
 
-def load_network(network: nn.Module, source: str | Path | NetworkFile, kind: str) -> nn.Module:
-    """Load a file (or one already read) into ``network`` (strict, readable errors) and switch it to eval mode."""
-    file = source if isinstance(source, NetworkFile) else read_network_file(source, kind)
+def load_network(network: nn.Module, path: str | Path | NetworkFile, kind: str) -> nn.Module:
+    """Load a file (or one already read) into ``network`` (strict, readable errors) and switch it to eval mode.
+    Configs name this function (``clone`` builds a semantic extractor with it), so the keywords stay as they are."""
+    file = path if isinstance(path, NetworkFile) else read_network_file(path, kind)
     ignore = (POSTERIOR_ENCODER_PREFIX,) if kind == "sovits" else ()
     load_weights_strict(network, file.weights, ignore_prefixes=ignore)
     return network.eval()
