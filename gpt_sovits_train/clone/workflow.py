@@ -26,6 +26,7 @@ from gpt_sovits_train.clone.curate import SegmentRules, curate_recordings
 from gpt_sovits_train.clone.reference import ReferencePolicy, analyze_clip, select_reference
 from gpt_sovits_train.clone.steps import Step, StepResults, StepRunner, require
 from gpt_sovits_train.clone.transcribe import ListEntry, read_list, write_list
+from gpt_sovits_train.training.redact import redacted_yaml
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +46,15 @@ def compose_config(name: str, overrides: list[str]) -> DictConfig:
 
 def resolved_yaml(cfg: DictConfig) -> str:
     """The config with every interpolation resolved, also outside a running Hydra app (the Python API, tests),
-    where ``paths.output_dir``/``paths.work_dir`` (``${hydra:...}``) fall back to the current directory."""
+    where ``paths.output_dir``/``paths.work_dir`` (``${hydra:...}``) fall back to the current directory. Secret-looking
+    values are redacted (the bundle is meant to be shared)."""
     from hydra.core.hydra_config import HydraConfig
 
     snapshot = copy.deepcopy(cfg)
     if not HydraConfig.initialized() and "paths" in snapshot:
         with open_dict(snapshot):
             snapshot.paths.output_dir = snapshot.paths.work_dir = os.getcwd()
-    return OmegaConf.to_yaml(snapshot, resolve=True)
+    return redacted_yaml(OmegaConf.to_container(snapshot, resolve=True), "voice bundle config")
 
 
 class CloneWorkflow:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,9 +43,18 @@ def load_index(dataset_dir: str | Path, split: str) -> tuple[dict[str, Any], lis
     return manifest, records
 
 
+#: Shard names as prepare writes them (``train-000000.tar``, optionally in sub-folders). A manifest is data that
+#: may come with a downloaded dataset, and its names are pasted into ``pipe:`` shell commands: nothing else passes.
+SHARD_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*")
+
+
 def shard_url(root: Path, template: str | None, shard: str) -> str:
     """Where to read a shard: ``root/shard``, or ``template`` with ``{shard}``/``{root}`` filled in
-    (e.g. ``pipe:aws s3 cp s3://bucket/demo/{shard} -``)."""
+    (e.g. ``pipe:aws s3 cp s3://bucket/demo/{shard} -``). Refuses shard names that could escape the dataset
+    folder or inject shell syntax into a ``pipe:`` template."""
+    if not SHARD_NAME.fullmatch(shard) or ".." in shard.split("/"):
+        raise ValueError(f"refused shard name {shard!r} from the dataset manifest: names may only hold letters, "
+                         "digits, '_', '-', '.' and '/' (re-run gst-prepare to write a clean manifest)")
     return template.format(shard=shard, root=str(root)) if template else str(root / shard)
 
 

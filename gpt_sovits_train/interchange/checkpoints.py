@@ -54,7 +54,8 @@ def read_network_file(path: str | Path, kind: str) -> NetworkFile:
     if kind not in KINDS:
         raise ValueError(f"kind must be 'gpt' or 'sovits', got {kind!r}")
     path = Path(path)
-    header = read_version_header(path) if path.is_file() and path.suffix != ".safetensors" else None
+    stamped = kind == "sovits" and path.is_file() and path.suffix != ".safetensors"
+    header = read_version_header(path) if stamped else None  # 2 bytes; only SoVITS files carry a version tag
     raw = load_checkpoint(path)
     if "weight" in raw:  # official v2 file
         parsed = gpt_v2_from_raw(raw, path) if kind == "gpt" else sovits_v2_from_raw(raw, path, header)
@@ -79,9 +80,10 @@ def network_weights(path: str | Path, kind: str) -> dict[str, torch.Tensor]:
     return read_network_file(path, kind).weights
 
 
-def load_network(network: nn.Module, source: str | Path | NetworkFile, kind: str) -> nn.Module:
-    """Load a file (or one already read) into ``network`` (strict, readable errors) and switch it to eval mode."""
-    file = source if isinstance(source, NetworkFile) else read_network_file(source, kind)
+def load_network(network: nn.Module, path: str | Path | NetworkFile, kind: str) -> nn.Module:
+    """Load a file (or one already read) into ``network`` (strict, readable errors) and switch it to eval mode.
+    Configs name this function (``clone`` builds a semantic extractor with it), so the keywords stay as they are."""
+    file = path if isinstance(path, NetworkFile) else read_network_file(path, kind)
     ignore = (POSTERIOR_ENCODER_PREFIX,) if kind == "sovits" else ()
     load_weights_strict(network, file.weights, ignore_prefixes=ignore)
     return network.eval()

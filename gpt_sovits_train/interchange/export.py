@@ -21,6 +21,7 @@ from gpt_sovits_train.interchange.gpt_sovits_v2 import (
     write_gpt_v2,
     write_sovits_v2,
 )
+from gpt_sovits_train.training.redact import redact
 
 # GPT-SoVITS v2's SynthesizerTrn keyword arguments (its configs/s2.json "model" section): what a v2 ``.pth``'s
 # ``config["model"]`` must hold for the reference loader, ``SynthesizerTrn(..., **config["model"])``, to work.
@@ -90,13 +91,14 @@ def export_models(
         raise ValueError("nothing to export: set gpt_checkpoint and/or sovits_checkpoint")
     out = Path(output_dir)
     written: dict[str, Path] = {}
+    resolved_config = redact(dict(resolved_config or {}), "exported config")  # no +hf_token=... in shared files
     if gpt_checkpoint is not None:
         weights = network_weights(gpt_checkpoint, "gpt")
         config = gpt_v2_config(weights, gpt_heads, max_sec)
         if "v2" in formats:
             written["gpt_v2"] = write_gpt_v2(weights, config, out / "GPT_weights_v2" / f"{name}-e{epoch}.ckpt", epoch)
         if "safetensors" in formats:
-            full = {"v2_config": config, **dict(resolved_config or {})}
+            full = {"v2_config": config, **resolved_config}
             written["gpt_safetensors"] = export_safetensors(weights, full, out, f"{name}_gpt")["weights"]
         if "onnx" in formats:
             from gpt_sovits_train.interchange.onnx import export_gpt_onnx
@@ -111,6 +113,6 @@ def export_models(
             written["sovits_v2"] = write_sovits_v2(weights, hparams, path, epoch, steps)
         if "safetensors" in formats:
             kept = {k: v for k, v in weights.items() if not k.startswith(POSTERIOR_ENCODER_PREFIX)}
-            full = {"v2_config": hparams, **dict(resolved_config or {})}
+            full = {"v2_config": hparams, **resolved_config}
             written["sovits_safetensors"] = export_safetensors(kept, full, out, f"{name}_sovits")["weights"]
     return written

@@ -2,7 +2,10 @@
 
 The folder is always assembled locally first (``dry_run`` stops there), so what would be uploaded can be inspected
 and tests never touch the network. The access token is read from ``HF_TOKEN`` at upload time and passed straight to
-``huggingface_hub``; it is never printed, logged or written into the folder.
+``huggingface_hub``; it is never printed, logged or written into the folder. The folder holds exactly
+:data:`PUBLISHED_FILES`: each stage's training config is written with secret-looking values redacted (a token passed as
+``+hf_token=...`` included) and local absolute paths cut to their file names, and only those files are uploaded
+(no logs, no stray files a user left in the folder).
 """
 
 from __future__ import annotations
@@ -20,9 +23,32 @@ import yaml
 from safetensors.torch import save_file
 
 from gpt_sovits_train.inference.ai_metadata import AI_NOTICE
+from gpt_sovits_train.training.redact import redact
 
 log = logging.getLogger(__name__)
 TOKEN_ENV = "HF_TOKEN"
+PUBLISHED_FILES = (
+    "gpt/model.safetensors",
+    "gpt/resolved_config.yaml",
+    "sovits/model.safetensors",
+    "sovits/resolved_config.yaml",
+    "README.md",
+)
+
+
+def shareable_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config as it may leave the machine: secrets redacted, absolute local paths reduced to file names."""
+
+    def local_paths_cut(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: local_paths_cut(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [local_paths_cut(v) for v in value]
+        if isinstance(value, str) and "://" not in value and (os.path.isabs(value) or value.startswith("~")):
+            return Path(value).name
+        return value
+
+    return local_paths_cut(redact(dict(config), "published config"))
 
 
 @dataclass
@@ -161,7 +187,7 @@ def prepare_publish_folder(
         # Exported SoVITS files never carry the training-only posterior encoder.
         kept = {k: v for k, v in weights.items() if not k.startswith("enc_q.")}
         _weights_to_safetensors(kept, folder / stage / "model.safetensors")
-        (folder / stage / RUN_CONFIG).write_text(yaml.safe_dump(dict(configs[stage]), sort_keys=False))
+        (folder / stage / RUN_CONFIG).write_text(yaml.safe_dump(shareable_config(configs[stage]), sort_keys=False))
     (folder / "README.md").write_text(build_model_card(name, data, dict(metrics or {})))
     return folder
 
@@ -172,7 +198,7 @@ def publish_folder(folder: str | Path, repo_id: str, dry_run: bool = True, priva
     Returns the repository URL (or the local folder for a dry run). Needs ``HF_TOKEN`` in the environment.
     """
     folder = Path(folder)
-    files = sorted(p.name for p in folder.iterdir())
+    files = [name for name in PUBLISHED_FILES if (folder / name).is_file()]
     if dry_run:
         log.info("dry run: would upload %s to %s", files, repo_id)
         return str(folder)
@@ -183,6 +209,7 @@ def publish_folder(folder: str | Path, repo_id: str, dry_run: bool = True, priva
 
     api = HfApi(token=token)
     url = api.create_repo(repo_id=repo_id, private=private, exist_ok=True, repo_type="model")
-    api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message="Upload gpt_sovits_train voice")
+    api.upload_folder(repo_id=repo_id, folder_path=str(folder), allow_patterns=files,
+                      commit_message="Upload gpt_sovits_train voice")
     log.info("published %d files to %s", len(files), repo_id)
     return str(url)

@@ -11,7 +11,8 @@ rules, :class:`~gpt_sovits_train.models.gpt.sampling.DecodeRules`. This module o
 
 The v2 rules (``SamplingOptions.v2_compatible``): EOS forbidden for the first 11 steps; repetition penalty over
 every earlier token, prompt included; top-p, then temperature, then top-k, then ``argmax(probs / Exponential(1))``;
-stop when the argmax of the penalized logits or the sample is EOS (EOS is never appended) or after ``early_stop_num + 1`` new tokens.
+stop when the argmax of the penalized logits or the sample is EOS (EOS is never appended) or after
+``early_stop_num + 1`` new tokens.
 ``idx`` is the index of the stopping step, which the v2 UI uses to keep ``y[-idx:]``.
 """
 

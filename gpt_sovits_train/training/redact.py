@@ -11,15 +11,18 @@ same way. Only the *written copies* change: the running job still sees the real 
 
 Writers that go through here: Hydra's ``.hydra/{config,hydra,overrides}.yaml`` (:class:`RedactingHydraCallback`,
 with ``hydra.output_subdir: null`` so Hydra never writes the plain ones), ``resolved_config.yaml`` and every
-logger's hyperparameters (``training.run``), the W&B run name (``gst_run_name``), ``gst-export``'s config files,
+logger's hyperparameters (``training.run``), the W&B run name (``gst_run_name``) and command-line metadata
+(:func:`redacted_argv`), ``gst-export``'s config files,
 ``gst-publish``'s ``config.yaml`` and the clone bundle's ``config.yaml``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,10 +104,11 @@ def redact(config: Any, what: str = "config") -> Any:
         config = OmegaConf.to_container(config, resolve=False)
     found: list[str] = []
     cleaned = _redact(config, found, "")
-    if found and what not in _logged:
-        _logged.add(what)
+    if found and not set(found) <= _logged:  # say it once per process, not once per file
+        _logged.update(found)
         log.info(
-            "redacted secret-looking values of %s in the %s we write (values kept in memory only)",
+            "redacted secret-looking values of %s in every config file and logger we write (first: %s; the "
+            "running job keeps the real values)",
             sorted(set(found)),
             what,
         )
@@ -114,6 +118,18 @@ def redact(config: Any, what: str = "config") -> Any:
 def redacted_yaml(config: Any, what: str = "config") -> str:
     """YAML text of :func:`redact` (interpolations left as written, like Hydra's own copies)."""
     return OmegaConf.to_yaml(OmegaConf.create(redact(config, what)))
+
+
+@contextlib.contextmanager
+def redacted_argv() -> Iterator[None]:
+    """``sys.argv`` with secret overrides redacted while the block runs (loggers such as W&B copy the command line
+    into their run metadata when they start); restored afterwards, so re-launched DDP ranks get the real values."""
+    saved = sys.argv[:]
+    sys.argv = [saved[0], *(redact_override(arg)[0] for arg in saved[1:])] if saved else saved
+    try:
+        yield
+    finally:
+        sys.argv = saved
 
 
 class RedactingHydraCallback(Callback):

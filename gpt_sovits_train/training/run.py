@@ -29,7 +29,7 @@ from gpt_sovits_train.callbacks.preemption import PreemptionCheckpoint
 from gpt_sovits_train.interchange.safe_config import UnsafeConfigError
 from gpt_sovits_train.interchange.safe_load import CheckpointReadError, UnsafeCheckpointError
 from gpt_sovits_train.training.instantiate import instantiate_callbacks, instantiate_loggers
-from gpt_sovits_train.training.redact import redact
+from gpt_sovits_train.training.redact import redact, redacted_argv
 from gpt_sovits_train.training.run_lock import run_folder_lock
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,9 @@ def log_resolved_config(cfg: DictConfig, trainer: pl.Trainer) -> dict[str, Any]:
     secret-looking values redacted (:mod:`gpt_sovits_train.training.redact`)."""
     resolved = redact(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False), "resolved config and loggers")
     assert isinstance(resolved, dict)
-    for logger in trainer.loggers:
-        logger.log_hyperparams(resolved)
+    with redacted_argv():  # W&B starts its run here and records the command line (+hf_token=...) as metadata
+        for logger in trainer.loggers:
+            logger.log_hyperparams(resolved)
     if trainer.is_global_zero:
         out = Path(trainer.default_root_dir) / "resolved_config.yaml"
         out.parent.mkdir(parents=True, exist_ok=True)

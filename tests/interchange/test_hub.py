@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from gpt_sovits_train.inference.ai_metadata import AI_NOTICE
 from gpt_sovits_train.interchange.hub import (
+    PUBLISHED_FILES,
     TrainingDataSummary,
     prepare_publish_folder,
     publish_folder,
@@ -91,14 +92,18 @@ def test_cli_dry_run(tmp_path: Path) -> None:
     checkpoints = _training_runs(tmp_path)
     out = tmp_path / "folder"
     run = _publish(f"gpt_checkpoint={checkpoints['gpt']}", f"sovits_checkpoint={checkpoints['sovits']}",
-                   f"dataset_manifest={_manifest(tmp_path)}", f"output_dir={out}", f"hydra.run.dir={tmp_path / 'hy'}")
+                   f"dataset_manifest={_manifest(tmp_path)}", f"output_dir={out}", f"hydra.run.dir={tmp_path / 'hy'}",
+                   "+hf_token=hf_override_secret")
     assert run.returncode == 0, run.stderr[-2000:]
     assert "hf_do_not_print" not in run.stdout + run.stderr
-    assert {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} == {
-        "gpt/model.safetensors", "gpt/resolved_config.yaml", "sovits/model.safetensors",
-        "sovits/resolved_config.yaml", "README.md"}
+    # exactly what is uploaded: no logs, no Hydra folder; the configs hold no secret and no local absolute path
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == sorted(PUBLISHED_FILES)
+    repo = Path(__file__).resolve().parents[2]
+    assert not any("hf_override_secret" in p.read_text(errors="ignore") for p in out.rglob("*.yaml"))
     for stage in ("gpt", "sovits"):
-        assert yaml.safe_load((out / stage / "resolved_config.yaml").read_text())["model"] == {"stage": stage}
+        config_text = (out / stage / "resolved_config.yaml").read_text()
+        assert yaml.safe_load(config_text)["model"] == {"stage": stage}
+        assert str(tmp_path) not in config_text and str(repo) not in config_text
     assert "| utterances | 2 |" in (out / "README.md").read_text()
 
 
