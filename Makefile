@@ -23,9 +23,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	DEMO_DIR=$(DEMO_DIR) bash scripts/demo.sh
 
-## Lint + the test suite (slow tests included; CI runs this).
+## Lint + the layer contract (pyproject [tool.importlinter]) + the test suite (slow tests included; CI runs this).
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest -q
 
 test-fast: $(STAMP)
@@ -33,6 +34,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff format --check . || true
 
 ## Benchmarks as JSON (see ../shared/PERFORMANCE.md for the workloads).

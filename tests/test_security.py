@@ -148,13 +148,13 @@ def test_no_unsafe_yaml_or_pickling_numpy() -> None:
     ],
 )
 def test_secret_key_rule(key: str, secret: bool) -> None:
-    from gpt_sovits_train.training.redact import is_secret_key
+    from gpt_sovits_train.interchange.redact import is_secret_key
 
     assert is_secret_key(key) is secret
 
 
 def test_redaction_of_configs_and_overrides() -> None:
-    from gpt_sovits_train.training.redact import REDACTED, redact, redact_override
+    from gpt_sovits_train.interchange.redact import REDACTED, redact, redact_override
 
     config = {
         "hf_token": "abc",

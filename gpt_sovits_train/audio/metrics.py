@@ -12,6 +12,7 @@ import torch
 import torchaudio.functional as AF
 
 from gpt_sovits_train.audio.spectrogram import mel_spectrogram
+from gpt_sovits_train.constants import SAMPLE_RATE
 
 STFT_RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (2048, 512, 2048))  # (n_fft, hop, win)
 
@@ -39,7 +40,7 @@ def multi_resolution_stft_distance(generated: torch.Tensor, reference: torch.Ten
 
 
 def mel_cepstral_distortion(
-    generated: torch.Tensor, reference: torch.Tensor, sample_rate: int = 32000, n_mfcc: int = 13
+    generated: torch.Tensor, reference: torch.Tensor, sample_rate: int = SAMPLE_RATE, n_mfcc: int = 13
 ) -> float:
     """Frame-aligned mel cepstral distortion in dB over coefficients 1..n_mfcc-1 (c0, the energy, is left out).
 

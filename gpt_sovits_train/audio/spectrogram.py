@@ -14,6 +14,8 @@ from functools import lru_cache
 import torch
 import torchaudio.functional as AF
 
+from gpt_sovits_train.constants import HOP, SAMPLE_RATE
+
 MAGNITUDE_EPS = 1e-8  # v2 adds this under the square root of |STFT|^2
 LOG_CLAMP = 1e-5  # v2 clamps before the log of mel energies
 
@@ -40,7 +42,7 @@ def _mel_basis(
 
 
 def linear_spectrogram(
-    wav: torch.Tensor, n_fft: int = 2048, hop_length: int = 640, win_length: int = 2048
+    wav: torch.Tensor, n_fft: int = 2048, hop_length: int = HOP, win_length: int = 2048
 ) -> torch.Tensor:
     """Magnitude spectrogram ``[B, n_fft//2+1, frames]`` of ``wav`` ``[B, samples]`` (or ``[B, 1, samples]``).
 
@@ -69,7 +71,7 @@ def linear_spectrogram(
 
 def spec_to_mel(
     spec: torch.Tensor,
-    sample_rate: int = 32000,
+    sample_rate: int = SAMPLE_RATE,
     n_fft: int = 2048,
     n_mels: int = 128,
     f_min: float = 0.0,
@@ -82,10 +84,10 @@ def spec_to_mel(
 
 def mel_spectrogram(
     wav: torch.Tensor,
-    sample_rate: int = 32000,
+    sample_rate: int = SAMPLE_RATE,
     n_fft: int = 2048,
     n_mels: int = 128,
-    hop_length: int = 640,
+    hop_length: int = HOP,
     win_length: int = 2048,
     f_min: float = 0.0,
     f_max: float | None = None,

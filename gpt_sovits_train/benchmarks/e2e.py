@@ -23,8 +23,10 @@ from typing import Any
 
 import torch
 
+from gpt_sovits_train.models.gpt.kv_cache import KVDecoder
 from gpt_sovits_train.models.gpt.model import model_from_weights
-from gpt_sovits_train.models.gpt.sampling import KVDecoder, SamplingOptions
+from gpt_sovits_train.models.gpt.sampling import SamplingOptions
+from gpt_sovits_train.runtime.cpu_packing import StepWeights
 
 MANIFEST = Path(__file__).resolve().parents[3] / "shared" / "reference" / "v2_state_dict_manifest.json"
 SEMANTIC_HZ = 25
@@ -81,7 +83,7 @@ def _time_gpt(
     from gpt_sovits_train.inference.factory import gpt_precision
 
     dtype, step_weights = gpt_precision(precision)
-    decoder = KVDecoder(model_from_weights(weights, heads, dtype), step_weights=step_weights)
+    decoder = KVDecoder(model_from_weights(weights, heads, dtype), StepWeights(step_weights))
     phoneme_ids = torch.randint(0, 732, (1, phones))
     bert = torch.zeros(1, 1024, phones, dtype=dtype)
     prompt = torch.randint(0, 1024, (1, prompt_len))

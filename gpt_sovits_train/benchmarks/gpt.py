@@ -13,8 +13,10 @@ import torch
 
 from gpt_sovits_train.benchmarks import peak_rss_mb
 from gpt_sovits_train.lit.gpt_module import GPTModule
+from gpt_sovits_train.models.gpt.kv_cache import KVDecoder
 from gpt_sovits_train.models.gpt.model import GPTConfig, Text2SemanticModel
-from gpt_sovits_train.models.gpt.sampling import KVDecoder, SamplingOptions
+from gpt_sovits_train.models.gpt.sampling import SamplingOptions
+from gpt_sovits_train.runtime.cpu_packing import StepWeights
 
 V2 = GPTConfig()
 TINY = GPTConfig(embedding_dim=64, hidden_dim=64, num_heads=4, num_layers=2, ffn_dim=256, max_positions=1024)
@@ -69,7 +71,7 @@ def _decode(batch: int, quick: bool, step_weights: torch.dtype | None = None) ->
     options = SamplingOptions(
         top_k=15, top_p=1.0, temperature=1.0, repetition_penalty=1.35, max_new_tokens=new, eos_blocked_steps=new
     )
-    decoder = KVDecoder(model, step_weights=step_weights)
+    decoder = KVDecoder(model, StepWeights(step_weights))
     decoder.generate(
         data["phoneme_ids"],
         data["bert_feature"],

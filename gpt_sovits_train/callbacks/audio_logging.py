@@ -17,13 +17,12 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 
+from gpt_sovits_train.audio.ai_metadata import AIMetadata, write_audio_with_ai_metadata
 from gpt_sovits_train.audio.spectrogram import mel_spectrogram
-from gpt_sovits_train.inference.ai_metadata import AIMetadata, write_audio_with_ai_metadata
+from gpt_sovits_train.constants import SAMPLE_RATE
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-
-SAMPLE_RATE = 32000
 
 
 def mel_comparison_figure(real: torch.Tensor | None, generated: torch.Tensor, title: str):

@@ -12,8 +12,7 @@ from typing import Any
 
 import torch
 
-SEMANTIC_RATE_HZ = 25.0  # GPT stage: one semantic token per 40 ms
-SAMPLE_RATE_HZ = 32000.0  # SoVITS stage waveform rate
+from gpt_sovits_train.constants import SAMPLE_RATE, SEMANTIC_HZ
 
 
 @dataclass(frozen=True)
@@ -36,8 +35,8 @@ def batch_stats(batch: Any) -> BatchStats | None:
     if "semantic_ids_len" in batch:  # GPT stage: tokens = phonemes in + semantic tokens predicted
         semantic = _total(batch["semantic_ids_len"])
         phonemes = _total(batch["phoneme_ids_len"]) if "phoneme_ids_len" in batch else 0
-        return BatchStats(len(batch["semantic_ids_len"]), semantic + phonemes, semantic / SEMANTIC_RATE_HZ)
+        return BatchStats(len(batch["semantic_ids_len"]), semantic + phonemes, semantic / SEMANTIC_HZ)
     if "wav_lengths" in batch:  # SoVITS stage: tokens = 50 Hz SSL frames
         frames = _total(batch["ssl_lengths"]) if "ssl_lengths" in batch else 0
-        return BatchStats(len(batch["wav_lengths"]), frames, _total(batch["wav_lengths"]) / SAMPLE_RATE_HZ)
+        return BatchStats(len(batch["wav_lengths"]), frames, _total(batch["wav_lengths"]) / SAMPLE_RATE)
     return None

@@ -70,7 +70,7 @@ def check_text(cfg: DictConfig) -> None:
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    from gpt_sovits_train.inference.ai_metadata import AIMetadata, write_audio_with_ai_metadata
+    from gpt_sovits_train.audio.ai_metadata import AIMetadata, write_audio_with_ai_metadata
     from gpt_sovits_train.inference.factory import build_synthesizer, cached_token_stream_fn
     from gpt_sovits_train.inference.streaming import StreamingSynthesizer, first_chunk_latency
     from gpt_sovits_train.inference.synthesizer import SAMPLE_RATE, Reference, SamplingSettings

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from gpt_sovits_train.audio.io import AudioDecodeError, decode_audio, to_mono
 from gpt_sovits_train.clone.segment import EnergyVAD, Span, VoiceActivityDetector, pack_regions
 from gpt_sovits_train.clone.signal import clipped_fraction, normalize_loudness, resample, rms_dbfs
+from gpt_sovits_train.constants import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class SegmentRules:
     max_clipped_fraction: float = 1e-3  # 0.1 % of samples pinned at full scale = audible distortion
     min_level_dbfs: float = -50.0  # quieter than this is silence or a mis-detected breath
     target_dbfs: float = -20.0
-    sample_rate: int = 32000  # what the SoVITS stage trains on
+    sample_rate: int = SAMPLE_RATE  # what the SoVITS stage trains on
 
 
 @dataclass

@@ -26,7 +26,7 @@ from gpt_sovits_train.clone.curate import SegmentRules, curate_recordings
 from gpt_sovits_train.clone.reference import ReferencePolicy, analyze_clip, select_reference
 from gpt_sovits_train.clone.steps import Step, StepResults, StepRunner, require
 from gpt_sovits_train.clone.transcribe import ListEntry, read_list, write_list
-from gpt_sovits_train.training.redact import redacted_yaml
+from gpt_sovits_train.interchange.redact import redacted_yaml
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,9 @@ from typing import Any
 import torch
 
 from gpt_sovits_train.audio.spectrogram import linear_spectrogram
-from gpt_sovits_train.data.schema import BERT_DIM
+from gpt_sovits_train.constants import BERT_DIM, HOP, SEMANTIC_EOS
 from gpt_sovits_train.features.codec import codec_content_tokens
 
-SEMANTIC_EOS = 1024  # v2 pads semantic ids with EOS
-HOP_32K = 640  # one SSL/spec frame per 640 samples at 32 kHz
 TOKEN_SOURCES = ("semantic", "encodec")
 CODEC_PREPARE_HINT = (
     "prepare the shards with an EnCodec tokenizer: features.codec={_target_: "
@@ -91,8 +89,8 @@ def aligned_sovits_item(sample: dict[str, Any]) -> tuple[torch.Tensor, torch.Ten
     ssl = sample["ssl"].float()
     if ssl.shape[-1] == spec.shape[-1] - 1:
         ssl = torch.nn.functional.pad(ssl.unsqueeze(0), (0, 1), mode="replicate")[0]
-    frames = min(ssl.shape[-1], spec.shape[-1], audio.numel() // HOP_32K)
-    return ssl[:, :frames], spec[:, :frames], audio[: frames * HOP_32K]
+    frames = min(ssl.shape[-1], spec.shape[-1], audio.numel() // HOP)
+    return ssl[:, :frames], spec[:, :frames], audio[: frames * HOP]
 
 
 def aligned_content_codes(encodec: torch.Tensor, frames: int) -> torch.Tensor:

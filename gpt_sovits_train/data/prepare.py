@@ -45,13 +45,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from gpt_sovits_train.constants import HOP
 from gpt_sovits_train.data.schema import SCHEMA_VERSION, encode_sample
 from gpt_sovits_train.data.sources import Skip, Utterance, count_by_reason, read_corpus
 from gpt_sovits_train.data.utterance import AudioRules, Extractors, assign_keys, process_utterance
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val")
-SSL_HOP_32K = 640  # samples at 32 kHz per 50 Hz SSL frame
 
 
 class PrepareError(RuntimeError):
@@ -384,7 +384,7 @@ def _index_record(sample: dict[str, Any], shard: str) -> dict[str, Any]:
         "duration": meta["duration"],
         "phones": int(sample["phone_ids"].numel()),
         "ssl_frames": int(sample["ssl"].shape[-1]),
-        "spec_frames": int(sample["audio"].numel() // SSL_HOP_32K),
+        "spec_frames": int(sample["audio"].numel() // HOP),
         "semantic": int(sample["semantic"].numel()) if sample.get("semantic") is not None else None,
         "notes": meta.get("notes", []),
     }

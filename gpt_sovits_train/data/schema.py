@@ -18,11 +18,9 @@ import numpy as np
 import torch
 
 from gpt_sovits_train.audio.io import decode_audio, encode_audio, to_mono
+from gpt_sovits_train.constants import BERT_DIM, SAMPLE_RATE, SSL_DIM
 
 SCHEMA_VERSION = 1
-SAMPLE_RATE = 32000
-SSL_DIM = 768
-BERT_DIM = 1024
 SPEAKER_DIM = 192
 META_FIELDS = ("speaker", "language", "text", "norm_text", "phones", "duration", "sample_rate")
 

@@ -15,10 +15,9 @@ import torch
 
 from gpt_sovits_train.audio.io import AudioDecodeError, decode_audio, resample, to_mono
 from gpt_sovits_train.audio.processing import clipped_fraction, is_silent, normalize_loudness, trim_silence
-from gpt_sovits_train.data.schema import BERT_DIM, SAMPLE_RATE, safe_key
+from gpt_sovits_train.constants import BERT_DIM, SAMPLE_RATE, SSL_SAMPLE_RATE
+from gpt_sovits_train.data.schema import safe_key
 from gpt_sovits_train.data.sources import Skip, Utterance
-
-SSL_RATE = 16000
 
 
 @dataclass
@@ -184,7 +183,7 @@ def build_sample(utterance: Utterance, key: str, rules: AudioRules, extractors: 
     check_text_rate(len(utterance.text), seconds, rules, "characters")
     phonemized = phonemize_text(utterance.text, utterance.language)
     check_text_rate(len(phonemized.ids), seconds, rules)
-    wav16 = resample(wav, SAMPLE_RATE, SSL_RATE)
+    wav16 = resample(wav, SAMPLE_RATE, SSL_SAMPLE_RATE)
     half = torch.float16 if extractors.store_float16 else torch.float32
     ssl = extractors.ssl(wav16)
     sample: dict[str, Any] = {

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
+from gpt_sovits_train.constants import BERT_DIM
 from gpt_sovits_train.features.hub import pick_device, resolve_model_dir
 
 BERT_LAYER_FROM_END = 3  # hidden_states[-3]: the layer v2 uses
@@ -49,6 +50,6 @@ class ChineseBertExtractor:
         return per_char.repeat_interleave(repeats, dim=0).transpose(0, 1).contiguous()
 
 
-def zeros_bert(phone_count: int, hidden_size: int = 1024) -> torch.Tensor:
+def zeros_bert(phone_count: int, hidden_size: int = BERT_DIM) -> torch.Tensor:
     """What v2 uses for non-Chinese text: all zeros at phoneme rate."""
     return torch.zeros(hidden_size, phone_count)

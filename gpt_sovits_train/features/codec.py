@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from gpt_sovits_train.audio.io import resample
+from gpt_sovits_train.constants import SEMANTIC_HZ
 from gpt_sovits_train.features.hub import pick_device, resolve_model_dir
 
 if TYPE_CHECKING:  # the encodec package is imported only where a model is built, not by collate/inference
@@ -22,8 +23,7 @@ if TYPE_CHECKING:  # the encodec package is imported only where a model is built
 CONFIG_NAME = "encodec_config.json"
 STATE_NAME = "encodec_state.pt"
 CODEC_FRAME_RATE = 75  # the 24 kHz EnCodec model: one code frame per 320 samples
-CONTENT_FRAME_RATE = 25  # SoVITS content rate (one frame per two 32 kHz spectrogram frames)
-CONTENT_STRIDE = CODEC_FRAME_RATE // CONTENT_FRAME_RATE
+CONTENT_STRIDE = CODEC_FRAME_RATE // SEMANTIC_HZ  # to the SoVITS content rate
 
 
 def codec_content_tokens(codes: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ import torch
 from encodec.quantization import ResidualVectorQuantizer
 from transformers import BertConfig, BertForMaskedLM, BertTokenizer, HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
 
+from gpt_sovits_train.constants import BERT_DIM, SSL_SAMPLE_RATE
 from gpt_sovits_train.features import codec, speaker
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -51,7 +52,7 @@ def make_hubert(folder: Path, num_layers: int = 2) -> Path:
     )
     HubertModel(config).save_pretrained(folder)
     Wav2Vec2FeatureExtractor(
-        feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True, return_attention_mask=False
+        feature_size=1, sampling_rate=SSL_SAMPLE_RATE, padding_value=0.0, do_normalize=True, return_attention_mask=False
     ).save_pretrained(folder)
     return folder
 
@@ -64,7 +65,7 @@ def make_chinese_bert(folder: Path, num_layers: int = 3, characters: str = DEFAU
     BertTokenizer(str(folder / "vocab.txt"), do_lower_case=True, tokenize_chinese_chars=True).save_pretrained(folder)
     config = BertConfig(
         vocab_size=len(vocab),
-        hidden_size=1024,
+        hidden_size=BERT_DIM,
         num_hidden_layers=num_layers,
         num_attention_heads=16,
         intermediate_size=1024,

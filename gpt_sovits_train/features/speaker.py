@@ -16,7 +16,6 @@ from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
 
 from gpt_sovits_train.features.hub import pick_device, resolve_model_dir
 
-SPEAKER_SAMPLE_RATE = 16000
 DEFAULT_ECAPA_CONFIG = {
     "input_size": 80,
     "channels": [1024, 1024, 1024, 1024, 3072],

@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 from transformers import HubertModel, Wav2Vec2FeatureExtractor
 
+from gpt_sovits_train.constants import SSL_SAMPLE_RATE
 from gpt_sovits_train.features.hub import pick_device, resolve_model_dir
 
-SSL_SAMPLE_RATE = 16000
 SSL_HOP = 320
 
 

@@ -22,8 +22,8 @@ import torch
 from tqdm import tqdm
 
 from gpt_sovits_train.audio.io import load_mono, resample
+from gpt_sovits_train.constants import SPEAKER_SAMPLE_RATE
 
-SPEAKER_RATE = 16000
 CHARACTER_LANGUAGES = {"zh", "ja", "yue", "ko"}  # scored per character: words are not space-separated
 
 
@@ -89,8 +89,8 @@ def speaker_similarity(
     encoder: Callable[[torch.Tensor], torch.Tensor], wav_a, rate_a: int, wav_b, rate_b: int
 ) -> float:
     """Cosine of the speaker embeddings (ECAPA by default) of two signals, each resampled to 16 kHz."""
-    emb_a = encoder(resample(torch.as_tensor(wav_a).reshape(-1), rate_a, SPEAKER_RATE))
-    emb_b = encoder(resample(torch.as_tensor(wav_b).reshape(-1), rate_b, SPEAKER_RATE))
+    emb_a = encoder(resample(torch.as_tensor(wav_a).reshape(-1), rate_a, SPEAKER_SAMPLE_RATE))
+    emb_b = encoder(resample(torch.as_tensor(wav_b).reshape(-1), rate_b, SPEAKER_SAMPLE_RATE))
     return cosine_similarity(emb_a, emb_b)
 
 
@@ -130,8 +130,8 @@ def score_audio(
         rates = text_error_rates(row.hypothesis, item.text, item.language)
         row.cer, row.wer = rates["cer"], rates["wer"]
     if speaker_encoder is not None:
-        voice = load_mono(item.speaker_audio or item.reference_audio, SPEAKER_RATE)
-        row.speaker_similarity = speaker_similarity(speaker_encoder, array, sample_rate, voice, SPEAKER_RATE)
+        voice = load_mono(item.speaker_audio or item.reference_audio, SPEAKER_SAMPLE_RATE)
+        row.speaker_similarity = speaker_similarity(speaker_encoder, array, sample_rate, voice, SPEAKER_SAMPLE_RATE)
     row.extras = objective_measures(array, sample_rate)
     return row
 
@@ -154,7 +154,7 @@ def evaluate_pairs(
         row.rtf = elapsed / max(row.duration_s, 1e-9)
         rows.append(row)
         if output_dir is not None:
-            from gpt_sovits_train.inference.ai_metadata import AIMetadata, write_audio_with_ai_metadata
+            from gpt_sovits_train.audio.ai_metadata import AIMetadata, write_audio_with_ai_metadata
 
             write_audio_with_ai_metadata(Path(output_dir) / f"{item.key}.wav", wav, rate, AIMetadata(model=model_name))
     return rows
@@ -232,8 +232,8 @@ def dnsmos_scores(wav: np.ndarray | torch.Tensor, sample_rate: int) -> dict[str,
     speechmos = _optional_import("speechmos.dnsmos")
     if speechmos is None:
         raise RuntimeError("speechmos is not installed: pip install speechmos")
-    audio = resample(torch.as_tensor(wav, dtype=torch.float32).reshape(-1), sample_rate, SPEAKER_RATE).numpy()
-    scores = speechmos.run(np.clip(audio, -1, 1), SPEAKER_RATE)
+    audio = resample(torch.as_tensor(wav, dtype=torch.float32).reshape(-1), sample_rate, SPEAKER_SAMPLE_RATE).numpy()
+    scores = speechmos.run(np.clip(audio, -1, 1), SPEAKER_SAMPLE_RATE)
     return {f"dnsmos_{k}": float(v) for k, v in scores.items()}
 
 
@@ -242,9 +242,9 @@ def pocketsphinx_transcript(wav: np.ndarray | torch.Tensor, sample_rate: int) ->
     pocketsphinx = _optional_import("pocketsphinx")
     if pocketsphinx is None:
         raise RuntimeError("pocketsphinx is not installed: pip install pocketsphinx")
-    audio = resample(torch.as_tensor(wav, dtype=torch.float32).reshape(-1), sample_rate, SPEAKER_RATE)
+    audio = resample(torch.as_tensor(wav, dtype=torch.float32).reshape(-1), sample_rate, SPEAKER_SAMPLE_RATE)
     pcm = (audio.clamp(-1, 1) * 32767).to(torch.int16).numpy().tobytes()
-    decoder = pocketsphinx.Decoder(samprate=SPEAKER_RATE, loglevel="FATAL")
+    decoder = pocketsphinx.Decoder(samprate=SPEAKER_SAMPLE_RATE, loglevel="FATAL")
     decoder.start_utt()
     decoder.process_raw(pcm, full_utt=True)
     decoder.end_utt()
@@ -260,6 +260,7 @@ def resemblyzer_similarity(wav_a, rate_a: int, wav_b, rate_b: int) -> float:
     encoder = resemblyzer.VoiceEncoder(device="cpu", verbose=False)
     embeddings = []
     for wav, rate in ((wav_a, rate_a), (wav_b, rate_b)):
-        audio = resample(torch.as_tensor(wav, dtype=torch.float32).reshape(-1), rate, SPEAKER_RATE).numpy()
-        embeddings.append(torch.from_numpy(encoder.embed_utterance(resemblyzer.preprocess_wav(audio, SPEAKER_RATE))))
+        target = SPEAKER_SAMPLE_RATE
+        audio = resample(torch.as_tensor(wav, dtype=torch.float32).reshape(-1), rate, target).numpy()
+        embeddings.append(torch.from_numpy(encoder.embed_utterance(resemblyzer.preprocess_wav(audio, target))))
     return cosine_similarity(embeddings[0], embeddings[1])

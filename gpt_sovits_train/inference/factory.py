@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -16,18 +15,9 @@ from gpt_sovits_train.inference.loading import (
     read_network_file,
 )
 from gpt_sovits_train.inference.sovits_runtime import prepare_sovits_for_inference
-from gpt_sovits_train.inference.synthesizer import SEMANTIC_HZ, GenerateFn, SamplingSettings, Synthesizer
-
-
-def _v2_keywords(settings: SamplingSettings) -> dict[str, Any]:
-    """The synthesizer's sampling settings as v2 ``infer_panel`` keywords (the length limit per sentence)."""
-    return {
-        "top_k": settings.top_k,
-        "top_p": settings.top_p,
-        "temperature": settings.temperature,
-        "repetition_penalty": settings.repetition_penalty,
-        "early_stop_num": int(SEMANTIC_HZ * settings.max_seconds),
-    }
+from gpt_sovits_train.inference.synthesizer import GenerateFn, SamplingSettings, Synthesizer
+from gpt_sovits_train.interchange.t2s_decode import CachedT2S, OnnxGenerator, T2SDecoder
+from gpt_sovits_train.runtime.cpu_packing import StepWeights
 
 
 def gpt_heads(gpt_cfg: Any, v2_config: dict | None = None) -> int:
@@ -70,10 +60,8 @@ def build_gpt_generate(gpt_cfg: Any, device: torch.device) -> GenerateFn:
     * ``onnx``: ONNX Runtime on ``onnx_dir`` from ``gst-export``, driven by the same rules on the host.
 
     ``precision`` and ``prepack`` apply to the PyTorch backends (see :data:`GPT_PRECISIONS` and
-    :class:`~gpt_sovits_train.models.gpt.sampling.KVDecoder`).
+    :class:`~gpt_sovits_train.runtime.cpu_packing.StepWeights`).
     """
-    from gpt_sovits_train.interchange.t2s_decode import CachedT2S, OnnxGenerator
-
     backend = gpt_cfg.get("backend", "cached")
     dtype, step_weights = gpt_precision(gpt_cfg.get("precision") or "fp32")
     prepack = bool(gpt_cfg.get("prepack", True))
@@ -82,10 +70,11 @@ def build_gpt_generate(gpt_cfg: Any, device: torch.device) -> GenerateFn:
     if backend == "network":
         network = build_network(gpt_cfg.get("net"), gpt_cfg["checkpoint"], "gpt")
         heads = int(gpt_cfg.get("heads") or network.cfg.num_heads)
-        decoder = CachedT2S(network.state_dict(), heads, dtype, step_weights, prepack)
+        decoder = CachedT2S(network.state_dict(), heads, dtype, StepWeights(step_weights, prepack))
     elif backend == "cached":
         file = read_network_file(gpt_cfg["checkpoint"], "gpt")
-        decoder = CachedT2S(file.weights, gpt_heads(gpt_cfg, file.v2_config), dtype, step_weights, prepack)
+        matrices = StepWeights(step_weights, prepack)
+        decoder = CachedT2S(file.weights, gpt_heads(gpt_cfg, file.v2_config), dtype, matrices)
     else:
         raise ValueError(f"gpt.backend must be cached, onnx or network, got {backend!r}")
     decoder.decoder.model.to(device)
@@ -113,38 +102,33 @@ def build_synthesizer(cfg: DictConfig | dict[str, Any]) -> Synthesizer:
     )
 
 
-def decoder_generate_fn(decoder: Callable[..., Any]) -> GenerateFn:
-    """Adapt a :mod:`gpt_sovits_train.interchange.t2s_decode` decoder (``CachedT2S``, ``OnnxGenerator``,
+def decoder_generate_fn(decoder: T2SDecoder) -> GenerateFn:
+    """Adapt a :class:`~gpt_sovits_train.interchange.t2s_decode.T2SDecoder` (``CachedT2S``, ``OnnxGenerator``,
     ``TorchGraphGenerator``) to the synthesizer's ``generate``; the decoder stays reachable as
     ``generate.decoder`` so streaming can pull tokens from it step by step.
 
     Every new token is returned. (The v2 UI keeps only the last ``idx`` tokens, which drops the first one when a
     sentence stops at the length limit rather than at EOS; nothing is gained by dropping it.)
     """
-
-    from gpt_sovits_train.interchange.t2s_decode import CachedT2S
-
-    # Graph backends (ONNX Runtime, export modules) take CPU tensors; the KV decoder runs where its weights are.
-    move = (lambda t: t) if isinstance(decoder, CachedT2S) else (lambda t: t.cpu())
+    move = (lambda t: t.cpu()) if decoder.inputs_on_cpu else (lambda t: t)
 
     def generate(
         phones: torch.Tensor, bert: torch.Tensor, prompt: torch.Tensor | None, settings: SamplingSettings
     ) -> torch.Tensor:
         prompt = move(prompt) if prompt is not None else None
-        result = decoder(move(phones), move(bert), prompt, **_v2_keywords(settings))
+        result = decoder.generate(move(phones), move(bert), prompt, settings.gpt_options())
         return result.new_tokens.to(phones.device)
 
     generate.decoder = decoder  # type: ignore[attr-defined]
     return generate
 
 
-def cached_token_stream_fn(decoder: Any, first_chunk: int = 8, chunk: int = 24):
-    """Token chunks while a :mod:`~gpt_sovits_train.interchange.t2s_decode` decoder runs (for
+def cached_token_stream_fn(decoder: T2SDecoder, first_chunk: int = 8, chunk: int = 24):
+    """Token chunks while a :class:`~gpt_sovits_train.interchange.t2s_decode.T2SDecoder` runs (for
     :class:`StreamingSynthesizer`): ``first_chunk`` tokens first, so the first audio leaves after that many decode
     steps, then ``chunk`` tokens each."""
-    from gpt_sovits_train.interchange.t2s_decode import v2_options
 
     def token_stream(phones: torch.Tensor, bert: torch.Tensor, prompt: torch.Tensor | None, s: SamplingSettings):
-        return decoder.stream(phones, bert, prompt, v2_options(**_v2_keywords(s)), (first_chunk, chunk))
+        return decoder.stream(phones, bert, prompt, s.gpt_options(), (first_chunk, chunk))
 
     return token_stream

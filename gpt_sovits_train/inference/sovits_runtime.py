@@ -28,6 +28,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.weight_norm import WeightNorm
 
+from gpt_sovits_train.runtime.cpu_packing import version_stamp
+
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
@@ -69,8 +71,7 @@ class _PackedConvMixin:
     def _refresh_packed(self) -> torch.Tensor | None:
         """The packed kernel for the current weight (packed again only if the weight changed), or None where
         oneDNN has no kernel for its dtype here (float64; bf16 without AVX-512)."""
-        weight = self.weight
-        stamp = weight.data_ptr(), weight._version, weight.dtype
+        stamp = version_stamp([self.weight])
         if self._packed_stamp != stamp:
             try:
                 packed = self._pack()

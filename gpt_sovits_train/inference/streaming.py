@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from gpt_sovits_train.constants import SAMPLE_RATE, SAMPLES_PER_TOKEN
 from gpt_sovits_train.inference.synthesizer import (
     PreparedReference,
     Reference,
@@ -21,7 +22,6 @@ from gpt_sovits_train.inference.synthesizer import (
     Synthesizer,
 )
 
-SAMPLES_PER_TOKEN = 1280
 TokenStreamFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None, SamplingSettings], Iterable[torch.Tensor]]
 
 
@@ -124,8 +124,6 @@ class StreamingSynthesizer:
 
     @property
     def synth_sample_rate(self) -> int:
-        from gpt_sovits_train.inference.synthesizer import SAMPLE_RATE
-
         return SAMPLE_RATE
 
 

@@ -29,19 +29,17 @@ from typing import Any, Protocol
 
 import torch
 
+from gpt_sovits_train.audio.ai_metadata import AIMetadata, write_audio_with_ai_metadata
 from gpt_sovits_train.audio.io import load_mono, resample
 from gpt_sovits_train.audio.spectrogram import linear_spectrogram
-from gpt_sovits_train.inference.ai_metadata import AIMetadata, write_audio_with_ai_metadata
+from gpt_sovits_train.constants import BERT_DIM, SAMPLE_RATE, SEMANTIC_HZ, SPEAKER_SAMPLE_RATE, SSL_SAMPLE_RATE
+from gpt_sovits_train.models.gpt.sampling import SamplingOptions
 from gpt_sovits_train.text.frontend import Phonemized, phonemize, split_sentences
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 32000
-SSL_RATE = 16000
-BERT_DIM = 1024
 REFERENCE_SECONDS = (3.0, 10.0)
 PROMPT_SILENCE_SECONDS = 0.3
-SEMANTIC_HZ = 25
 
 
 class SoVITSNetwork(Protocol):
@@ -62,12 +60,14 @@ class SoVITSNetwork(Protocol):
 
 @dataclass
 class SamplingSettings:
-    """GPT sampling and SoVITS decoding knobs; defaults are the v2 web UI's."""
+    """GPT sampling and SoVITS decoding knobs: the one place their defaults live (``conf/synthesize.yaml``'s
+    ``sampling:`` mirrors it, a test checks). GPT defaults are :class:`SamplingOptions`' (the v2 web UI's); the GPT
+    decodes with v2's rules (:meth:`gpt_options`)."""
 
-    top_k: int = 15
-    top_p: float = 1.0
-    temperature: float = 1.0
-    repetition_penalty: float = 1.35
+    top_k: int = SamplingOptions.top_k
+    top_p: float = SamplingOptions.top_p
+    temperature: float = SamplingOptions.temperature
+    repetition_penalty: float = SamplingOptions.repetition_penalty
     speed: float = 1.0
     noise_scale: float = 0.5
     max_seconds: float = 54.0
@@ -83,6 +83,17 @@ class SamplingSettings:
             )
         if not 0.25 <= self.speed <= 4.0:
             raise ValueError(f"speed {self.speed} is outside 0.25–4.0")
+
+    def gpt_options(self) -> SamplingOptions:
+        """The GPT's :class:`SamplingOptions`: v2's rules, at most ``max_seconds`` of tokens (+1, as v2's
+        ``early_stop_num`` allows one more) per sentence."""
+        return SamplingOptions.v2_compatible(
+            top_k=self.top_k,
+            top_p=self.top_p,
+            temperature=self.temperature,
+            repetition_penalty=self.repetition_penalty,
+            max_new_tokens=int(SEMANTIC_HZ * self.max_seconds) + 1,
+        )
 
 
 @dataclass
@@ -233,16 +244,17 @@ class Synthesizer:
         embedding = None
         if self.speaker_dim:
             assert self.speaker_encoder is not None  # checked in __init__
-            source = load_mono(reference.speaker_audio, SSL_RATE) if reference.speaker_audio else None
-            embedding = self.speaker_encoder(source if source is not None else resample(wav32, SAMPLE_RATE, SSL_RATE))
+            rate = SPEAKER_SAMPLE_RATE
+            source = load_mono(reference.speaker_audio, rate) if reference.speaker_audio else None
+            embedding = self.speaker_encoder(source if source is not None else resample(wav32, SAMPLE_RATE, rate))
         elif reference.speaker_audio:
             log.warning("reference.speaker_audio is ignored: this SoVITS network has no speaker conditioning")
         return PreparedReference(prompt_semantic, phones, bert, refer_spec, embedding, seconds)
 
     def _prompt_tokens(self, wav32: torch.Tensor) -> torch.Tensor:
         """The reference clip's content tokens ``[1, S]`` at 25 Hz, the kind the SoVITS network was trained on."""
-        wav16 = resample(wav32, SAMPLE_RATE, SSL_RATE)
-        wav16 = torch.cat([wav16, torch.zeros(int(SSL_RATE * PROMPT_SILENCE_SECONDS))])
+        wav16 = resample(wav32, SAMPLE_RATE, SSL_SAMPLE_RATE)
+        wav16 = torch.cat([wav16, torch.zeros(int(SSL_SAMPLE_RATE * PROMPT_SILENCE_SECONDS))])
         if self.content_source == "encodec":
             if self.codec_tokenizer is None:
                 raise ValueError(
@@ -251,7 +263,7 @@ class Synthesizer:
                 )
             from gpt_sovits_train.features.codec import codec_content_tokens
 
-            content = codec_content_tokens(self.codec_tokenizer(wav16, SSL_RATE)).unsqueeze(0).to(self.device)
+            content = codec_content_tokens(self.codec_tokenizer(wav16, SSL_SAMPLE_RATE)).unsqueeze(0).to(self.device)
         else:
             content = self.ssl_extractor(wav16).unsqueeze(0).to(self.device)  # [1, 768, T50]
         codes = self.sovits.extract_latent(content)  # [1, 1, T25]

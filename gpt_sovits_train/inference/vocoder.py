@@ -10,9 +10,8 @@ import torch
 
 from gpt_sovits_train.audio.io import load_mono
 from gpt_sovits_train.audio.spectrogram import linear_spectrogram
+from gpt_sovits_train.constants import SAMPLE_RATE
 from gpt_sovits_train.inference.loading import build_network
-
-SAMPLE_RATE = 32000
 
 
 class ReferenceVocoder:

@@ -21,7 +21,7 @@ from gpt_sovits_train.interchange.gpt_sovits_v2 import (
     write_gpt_v2,
     write_sovits_v2,
 )
-from gpt_sovits_train.training.redact import redact
+from gpt_sovits_train.interchange.redact import redact
 
 # GPT-SoVITS v2's SynthesizerTrn keyword arguments (its configs/s2.json "model" section): what a v2 ``.pth``'s
 # ``config["model"]`` must hold for the reference loader, ``SynthesizerTrn(..., **config["model"])``, to work.

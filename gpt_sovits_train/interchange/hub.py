@@ -22,8 +22,8 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-from gpt_sovits_train.inference.ai_metadata import AI_NOTICE
-from gpt_sovits_train.training.redact import redact
+from gpt_sovits_train.audio.ai_metadata import AI_NOTICE
+from gpt_sovits_train.interchange.redact import redact
 
 log = logging.getLogger(__name__)
 TOKEN_ENV = "HF_TOKEN"

@@ -1,9 +1,9 @@
 """ONNX export of the GPT stage (prefill + one KV-cache step) and the SoVITS decoder.
 
-The GPT graphs are built here from the v2 state dict (its key names are the contract, ``docs/design.md``) with
-static-shape-friendly operations only: explicit multi-head attention on tensors, KV caches as plain inputs and
-outputs, no Python-side control flow. Sampling (top-k/top-p, penalties, EOS rules) stays in the host program,
-because it is cheap and differs between applications.
+The GPT graphs trace our own network (:func:`~gpt_sovits_train.models.gpt.model.decoder_layer`, built from the
+v2 state dict whose key names are the contract, ``docs/design.md``); only the key/value handling is the export's:
+KV caches as plain inputs and outputs, no Python-side control flow. Sampling (top-k/top-p, penalties, EOS rules)
+stays in the host program, because it is cheap and differs between applications.
 
 * ``prefill``: ``(phoneme_ids [1,P], bert [1,1024,P], prompt [1,S]) -> (logits [1,1025], k_cache, v_cache)``
   with caches ``[n_layer, 1, P+S, D]``.
@@ -15,135 +15,73 @@ because it is cheap and differs between applications.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
-from torch.nn import functional as F
+
+from gpt_sovits_train.models.gpt.model import decoder_layer, joint_attention_mask, model_from_weights
 
 
-def _sine_table(length: int, dim: int) -> torch.Tensor:
-    """v2 positional table: even channels sin, odd channels cos, frequencies exp(-ln(10000)·2i/d)."""
-    position = torch.arange(length, dtype=torch.float32).unsqueeze(1)
-    div = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * -(math.log(10000.0) / dim))
-    table = torch.zeros(length, dim)
-    table[:, 0::2] = torch.sin(position * div)
-    table[:, 1::2] = torch.cos(position * div)
-    return table
+class _T2SGraph(nn.Module):
+    """The float32 network built from v2 weights; the graphs trace its own layer (:func:`decoder_layer`), only the
+    key/value handling is the export's (caches ``[n_layer, 1, T, D]`` with the heads side by side)."""
 
-
-class _Layer(nn.Module):
-    """One post-norm encoder layer (v2 ``h.layers.i``) written with explicit attention for export."""
-
-    def __init__(self, weights: Mapping[str, torch.Tensor], prefix: str, heads: int) -> None:
+    def __init__(self, weights: Mapping[str, torch.Tensor], heads: int) -> None:
         super().__init__()
-        for name in (
-            "self_attn.in_proj_weight",
-            "self_attn.in_proj_bias",
-            "self_attn.out_proj.weight",
-            "self_attn.out_proj.bias",
-            "linear1.weight",
-            "linear1.bias",
-            "linear2.weight",
-            "linear2.bias",
-            "norm1.weight",
-            "norm1.bias",
-            "norm2.weight",
-            "norm2.bias",
-        ):
-            self.register_buffer(name.replace(".", "_"), weights[prefix + name].float().clone())
+        self.model = model_from_weights(weights, heads)
         self.heads = heads
-        self.dim = int(weights[prefix + "norm1.weight"].shape[0])  # a Python int keeps layer_norm exportable
 
-    def qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return F.linear(x, self.self_attn_in_proj_weight, self.self_attn_in_proj_bias).chunk(3, dim=-1)
+    def split(self, t: torch.Tensor) -> torch.Tensor:
+        """``[1,T,D]`` → ``[1,H,T,D/H]``."""
+        return t.reshape(t.shape[0], t.shape[1], self.heads, -1).transpose(1, 2)
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        batch, length = q.shape[0], q.shape[1]
-        dim = self.dim
-        head_dim = dim // self.heads
-
-        def split(t: torch.Tensor) -> torch.Tensor:
-            return t.reshape(batch, -1, self.heads, head_dim).transpose(1, 2)
-
-        scores = split(q) @ split(k).transpose(-1, -2) / math.sqrt(head_dim)
-        if mask is not None:
-            scores = scores.masked_fill(mask, float("-inf"))
-        out = torch.softmax(scores, dim=-1) @ split(v)
-        return F.linear(
-            out.transpose(1, 2).reshape(batch, length, dim),
-            self.self_attn_out_proj_weight,
-            self.self_attn_out_proj_bias,
-        )
-
-    def finish(self, x: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
-        dim = self.dim
-        x = F.layer_norm(x + attended, (dim,), self.norm1_weight, self.norm1_bias, 1e-5)
-        ffn = F.linear(
-            F.relu(F.linear(x, self.linear1_weight, self.linear1_bias)), self.linear2_weight, self.linear2_bias
-        )
-        return F.layer_norm(x + ffn, (dim,), self.norm2_weight, self.norm2_bias, 1e-5)
+    @staticmethod
+    def merge(t: torch.Tensor) -> torch.Tensor:
+        """``[1,H,T,D/H]`` → ``[1,T,D]``."""
+        return t.transpose(1, 2).reshape(t.shape[0], t.shape[2], -1)
 
 
-class _T2SCore(nn.Module):
-    def __init__(self, weights: Mapping[str, torch.Tensor], heads: int, max_positions: int = 4096) -> None:
-        super().__init__()
-        get = lambda key: weights[key].float().clone()  # noqa: E731 - short local accessor
-        self.register_buffer("text_embedding", get("ar_text_embedding.word_embeddings.weight"))
-        self.register_buffer("audio_embedding", get("ar_audio_embedding.word_embeddings.weight"))
-        self.register_buffer("text_alpha", get("ar_text_position.alpha"))
-        self.register_buffer("audio_alpha", get("ar_audio_position.alpha"))
-        self.register_buffer("bert_weight", get("bert_proj.weight"))
-        self.register_buffer("bert_bias", get("bert_proj.bias"))
-        self.register_buffer("predict", get("ar_predict_layer.weight"))
-        dim = self.text_embedding.shape[1]
-        self.register_buffer("positions", _sine_table(max_positions, dim))
-        count = len({k.split(".")[2] for k in weights if k.startswith("h.layers.")})
-        self.layers = nn.ModuleList(_Layer(weights, f"h.layers.{i}.", heads) for i in range(count))
-
-
-class T2SPrefill(_T2SCore):
+class T2SPrefill(_T2SGraph):
     """Phonemes + BERT + semantic prompt → logits of the next token and the per-layer K/V caches."""
 
     def forward(self, phoneme_ids: torch.Tensor, bert: torch.Tensor, prompt: torch.Tensor):
-        text_len, prompt_len = phoneme_ids.shape[1], prompt.shape[1]
-        x = F.embedding(phoneme_ids, self.text_embedding) + F.linear(
-            bert.transpose(1, 2), self.bert_weight, self.bert_bias
-        )
-        x = x + self.text_alpha * self.positions[:text_len].unsqueeze(0)
-        y = F.embedding(prompt, self.audio_embedding) + self.audio_alpha * self.positions[:prompt_len].unsqueeze(0)
-        h = torch.cat([x, y], dim=1)
-        total = text_len + prompt_len
-        # Phonemes see only phonemes; semantic tokens see all phonemes and earlier semantic tokens.
-        row = torch.arange(total).unsqueeze(1)
-        col = torch.arange(total).unsqueeze(0)
-        blocked = ((row < text_len) & (col >= text_len)) | ((row >= text_len) & (col > row))
+        model = self.model
+        x = torch.cat([model.embed_text(phoneme_ids, bert), model.embed_semantic(prompt)], dim=1)
+        padding = torch.zeros_like(x[:, :, 0], dtype=torch.bool)  # batch 1, no padding
+        p = phoneme_ids.shape[1]
+        mask = joint_attention_mask(padding[:, :p], padding[:, p:])
         keys, values = [], []
-        for layer in self.layers:
-            q, k, v = layer.qkv(h)
-            keys.append(k)
-            values.append(v)
-            h = layer.finish(h, layer.attend(q, k, v, blocked))
-        logits = F.linear(h[:, -1], self.predict)
-        return logits, torch.stack(keys), torch.stack(values)
+
+        def keep(index: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            keys.append(self.merge(k))
+            values.append(self.merge(v))
+            return k, v
+
+        h = model.h(x, mask, keep)
+        return model.ar_predict_layer(h[:, -1]), torch.stack(keys), torch.stack(values)
 
 
-class T2SStep(_T2SCore):
+class T2SStep(_T2SGraph):
     """One new semantic token attending to the cache → logits and the grown caches."""
 
     def forward(self, token: torch.Tensor, position: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor):
-        h = F.embedding(token, self.audio_embedding) + self.audio_alpha * self.positions[position].unsqueeze(0)
+        model = self.model
+        x = model.embed_step(token[:, 0], position)  # [1, D]
         keys, values = [], []
-        for index, layer in enumerate(self.layers):
-            q, k, v = layer.qkv(h)
-            k_all = torch.cat([k_cache[index], k], dim=1)
-            v_all = torch.cat([v_cache[index], v], dim=1)
-            keys.append(k_all)
-            values.append(v_all)
-            h = layer.finish(h, layer.attend(q, k_all, v_all, None))
-        return F.linear(h[:, -1], self.predict), torch.stack(keys), torch.stack(values)
+        for index, layer in enumerate(model.h.layers):
+
+            def attend(qkv: torch.Tensor, index: int = index) -> torch.Tensor:
+                q, k, v = qkv.unsqueeze(1).chunk(3, dim=-1)
+                keys.append(torch.cat([k_cache[index], k], dim=1))
+                values.append(torch.cat([v_cache[index], v], dim=1))
+                out = F.scaled_dot_product_attention(self.split(q), self.split(keys[-1]), self.split(values[-1]))
+                return self.merge(out)[:, 0]
+
+            x = decoder_layer(x, layer.weights(), attend)
+        return model.ar_predict_layer(x), torch.stack(keys), torch.stack(values)
 
 
 def export_gpt_onnx(weights: Mapping[str, torch.Tensor], heads: int, folder: str | Path, opset: int = 17):
@@ -151,7 +89,7 @@ def export_gpt_onnx(weights: Mapping[str, torch.Tensor], heads: int, folder: str
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     prefill, step = T2SPrefill(weights, heads).eval(), T2SStep(weights, heads).eval()
-    bert_dim = prefill.bert_weight.shape[1]
+    bert_dim = prefill.model.bert_proj.weight.shape[1]
     example = (torch.zeros(1, 5, dtype=torch.long), torch.zeros(1, bert_dim, 5), torch.zeros(1, 3, dtype=torch.long))
     _, k_cache, v_cache = prefill(*example)
     paths = {"prefill": folder / "t2s_prefill.onnx", "step": folder / "t2s_step.onnx"}

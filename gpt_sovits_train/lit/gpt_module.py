@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from gpt_sovits_train.interchange.checkpoints import load_gpt_init
+from gpt_sovits_train.models.gpt.kv_cache import KVDecoder
 from gpt_sovits_train.models.gpt.losses import (
     make_rejected_semantic,
     reference_free_dpo,
@@ -28,7 +29,7 @@ from gpt_sovits_train.models.gpt.losses import (
     top_k_accuracy,
 )
 from gpt_sovits_train.models.gpt.model import Text2SemanticModel
-from gpt_sovits_train.models.gpt.sampling import KVDecoder, SamplingOptions
+from gpt_sovits_train.models.gpt.sampling import SamplingOptions
 
 REQUIRED_KEYS = ("phoneme_ids", "phoneme_ids_len", "bert_feature", "semantic_ids", "semantic_ids_len")
 

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from gpt_sovits_train.audio.metrics import mel_cepstral_distortion, multi_resolution_stft_distance
 from gpt_sovits_train.audio.spectrogram import mel_spectrogram, spec_to_mel
+from gpt_sovits_train.constants import HOP
 from gpt_sovits_train.data.collate import CODEC_PREPARE_HINT
 from gpt_sovits_train.interchange.checkpoints import init_weights
 from gpt_sovits_train.models.sovits.discriminator import MultiPeriodDiscriminator
@@ -31,7 +32,6 @@ from gpt_sovits_train.models.sovits.synthesizer import SoVITSGenerator, slice_se
 
 log = logging.getLogger(__name__)
 
-HOP = 640
 REQUIRED_KEYS = ("spec", "spec_lengths", "wav", "text", "text_lengths")  # + the content (see _check_batch)
 TEXT_PATH_PREFIXES = ("enc_p.text_embedding", "enc_p.encoder_text", "enc_p.mrte")
 

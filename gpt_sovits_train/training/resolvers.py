@@ -36,7 +36,7 @@ def run_name() -> str:
     hydra_cfg = HydraConfig.get()
     overrides = hydra_cfg.job.get("override_dirname")
     if overrides:
-        from gpt_sovits_train.training.redact import redact_override_list
+        from gpt_sovits_train.interchange.redact import redact_override_list
 
         return redact_override_list(str(overrides))[0]
     return Path(hydra_cfg.runtime.output_dir).name

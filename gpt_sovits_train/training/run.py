@@ -26,10 +26,10 @@ from omegaconf import DictConfig, OmegaConf
 import gpt_sovits_train.training.resolvers  # noqa: F401  (registers ${gst_*:} resolvers)
 from gpt_sovits_train.callbacks.nan_guard import NonFiniteTrainingError
 from gpt_sovits_train.callbacks.preemption import PreemptionCheckpoint
+from gpt_sovits_train.interchange.redact import redact, redacted_argv
 from gpt_sovits_train.interchange.safe_config import UnsafeConfigError
 from gpt_sovits_train.interchange.safe_load import CheckpointReadError, UnsafeCheckpointError
 from gpt_sovits_train.training.instantiate import instantiate_callbacks, instantiate_loggers
-from gpt_sovits_train.training.redact import redact, redacted_argv
 from gpt_sovits_train.training.run_lock import run_folder_lock
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def resolve_ckpt_path(ckpt_path: str | None) -> str | None:
 
 def log_resolved_config(cfg: DictConfig, trainer: pl.Trainer) -> dict[str, Any]:
     """Send the fully resolved config to every logger and write it next to the run (rank 0 only), with
-    secret-looking values redacted (:mod:`gpt_sovits_train.training.redact`)."""
+    secret-looking values redacted (:mod:`gpt_sovits_train.interchange.redact`)."""
     resolved = redact(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False), "resolved config and loggers")
     assert isinstance(resolved, dict)
     with redacted_argv():  # W&B starts its run here and records the command line (+hf_token=...) as metadata

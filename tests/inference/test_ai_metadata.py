@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from gpt_sovits_train.inference.ai_metadata import (
+from gpt_sovits_train.audio.ai_metadata import (
     AI_NOTICE,
     AIMetadata,
     is_marked_ai_generated,

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from gpt_sovits_train.inference.ai_metadata import is_marked_ai_generated, read_ai_metadata
+from gpt_sovits_train.audio.ai_metadata import is_marked_ai_generated, read_ai_metadata
 from gpt_sovits_train.inference.demo import build_tiny_synthesizer
 from gpt_sovits_train.inference.factory import cached_token_stream_fn
 from gpt_sovits_train.inference.streaming import StreamingSynthesizer, first_chunk_latency

@@ -13,7 +13,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from gpt_sovits_train.inference.ai_metadata import AI_NOTICE
+from gpt_sovits_train.audio.ai_metadata import AI_NOTICE
 from gpt_sovits_train.interchange.hub import (
     PUBLISHED_FILES,
     TrainingDataSummary,

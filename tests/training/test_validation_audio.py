@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gpt_sovits_train.inference.ai_metadata import is_marked_ai_generated
+from gpt_sovits_train.audio.ai_metadata import is_marked_ai_generated
 from gpt_sovits_train.training.run import train
 
 from .conftest import compose_train, quiet_overrides, stage_overrides

@@ -3,21 +3,22 @@
 The network is one stack of post-norm transformer layers over ``[phonemes ; semantic tokens]``: phonemes attend
 to all phonemes, semantic tokens attend to all phonemes plus earlier semantic tokens. Parameter names follow the
 reference ``Text2SemanticDecoder`` (``h.layers.N.self_attn.in_proj_weight`` ...) so official v2 weights load
-strictly, but attention runs through ``scaled_dot_product_attention`` on our own fused projection so the same layer
-code serves teacher-forced training and KV-cache decoding.
+strictly, but the layer is written once (:func:`decoder_layer`, attention through ``scaled_dot_product_attention``) and
+serves teacher-forced training, KV-cache decoding (``kv_cache.py``) and the ONNX export (``interchange/onnx.py``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-BERT_DIM = 1024
+from gpt_sovits_train.constants import BERT_DIM
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,18 @@ class TokenEmbedding(nn.Module):
         return self.word_embeddings(ids)
 
 
+def sine_table(length: int, dim: int) -> torch.Tensor:
+    """v2's positional table ``[length, dim]``: even channels sin, odd cos, frequencies ``exp(-ln(10000)·2i/dim)``."""
+    position = torch.arange(length, dtype=torch.float32).unsqueeze(1)
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq)
+    return table
+
+
 class ScaledSinePosition(nn.Module):
-    """``x + alpha * PE``: a learned scalar scales a fixed sinusoidal table (even channels sin, odd cos).
+    """``x + alpha * PE``: a learned scalar scales a fixed sinusoidal table (:func:`sine_table`).
 
     The table is a non-persistent buffer (v2 checkpoints hold only ``alpha``), computed once up to
     ``max_positions`` so decoding never rebuilds it.
@@ -60,12 +71,7 @@ class ScaledSinePosition(nn.Module):
     def __init__(self, dim: int, max_positions: int) -> None:
         super().__init__()
         self.alpha = nn.Parameter(torch.ones(1))
-        position = torch.arange(max_positions, dtype=torch.float32).unsqueeze(1)
-        freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
-        table = torch.zeros(max_positions, dim)
-        table[:, 0::2] = torch.sin(position * freq)
-        table[:, 1::2] = torch.cos(position * freq)
-        self.register_buffer("table", table, persistent=False)
+        self.register_buffer("table", sine_table(max_positions, dim), persistent=False)
 
     def forward(self, x: torch.Tensor, offset: int | torch.Tensor = 0) -> torch.Tensor:
         length = x.shape[1]
@@ -80,9 +86,84 @@ class ScaledSinePosition(nn.Module):
             pe = self.table[offset.view(-1, 1) + torch.arange(length, device=x.device)]
         return x + self.alpha * pe.to(x.dtype)
 
+    def at(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """One position per row: ``x`` ``[B,D]`` at ``positions`` ``[B]`` (the per-token decode step)."""
+        return x + self.alpha * self.table[positions].to(x.dtype)
+
+
+Linear = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+#: ``attend(qkv) -> attended``: the fused projection ``[..., 3D]`` in, the heads' output ``[..., D]`` out (before
+#: ``out_proj``). Training, the KV cache and the exported graphs differ only here: how keys/values are kept.
+Attend = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class LayerWeights:
+    """One layer's tensors (v2 names in the comments), fetched once so a decode loop does no module lookups."""
+
+    in_weight: torch.Tensor  # self_attn.in_proj_weight
+    in_bias: torch.Tensor
+    out_weight: torch.Tensor  # self_attn.out_proj
+    out_bias: torch.Tensor
+    ffn_in_weight: torch.Tensor  # linear1
+    ffn_in_bias: torch.Tensor
+    ffn_out_weight: torch.Tensor  # linear2
+    ffn_out_bias: torch.Tensor
+    norm1_weight: torch.Tensor
+    norm1_bias: torch.Tensor
+    norm2_weight: torch.Tensor
+    norm2_bias: torch.Tensor
+    eps: float
+    dim: int  # a Python int, so layer_norm's shape stays a constant when the layer is traced for export
+
+    def map_matrices(
+        self, weight_fn: Callable[[torch.Tensor], torch.Tensor], bias_fn: Callable[[torch.Tensor], torch.Tensor]
+    ) -> LayerWeights:
+        """A copy with ``weight_fn`` applied to the linear weights and ``bias_fn`` to their biases (layer norms
+        stay: they run on the residual stream)."""
+        weights = ("in_weight", "out_weight", "ffn_in_weight", "ffn_out_weight")
+        biases = ("in_bias", "out_bias", "ffn_in_bias", "ffn_out_bias")
+        changed = {name: weight_fn(getattr(self, name)) for name in weights}
+        changed.update({name: bias_fn(getattr(self, name)) for name in biases})
+        return replace(self, **changed)
+
+
+def decoder_layer(
+    x: torch.Tensor, w: LayerWeights, attend: Attend, linear: Linear = F.linear, dropout: float = 0.0
+) -> torch.Tensor:
+    """The GPT layer, written once: ``x = LN(x + Attn(x)); x = LN(x + FFN(x))`` with ReLU (v2 ``norm_first=False``).
+
+    ``x`` is ``[B,T,D]`` (training, prefill, export) or ``[B,D]`` (one decode step); ``attend`` owns the keys and
+    values, ``linear`` may read packed or lower-precision matrix copies (see ``runtime/cpu_packing.py``).
+    """
+    training = dropout > 0.0
+    attended = linear(attend(linear(x, w.in_weight, w.in_bias)), w.out_weight, w.out_bias)
+    x = F.layer_norm(x + F.dropout(attended, dropout, training), (w.dim,), w.norm1_weight, w.norm1_bias, w.eps)
+    hidden = F.dropout(F.relu(linear(x, w.ffn_in_weight, w.ffn_in_bias)), dropout, training)
+    ffn = F.dropout(linear(hidden, w.ffn_out_weight, w.ffn_out_bias), dropout, training)
+    return F.layer_norm(x + ffn, (w.dim,), w.norm2_weight, w.norm2_bias, w.eps)
+
+
+#: ``keep(layer_index, k, v) -> (k, v)``: sees each layer's keys/values ``[B,H,T,D/H]`` (to cache them) and
+#: returns the ones to attend over.
+KeepKV = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def attend_sequence(
+    qkv: torch.Tensor, heads: int, mask: torch.Tensor | None, dropout: float = 0.0, keep=None
+) -> torch.Tensor:
+    """Multi-head SDPA over a whole sequence: ``qkv`` ``[B,T,3D]`` → ``[B,T,D]``; ``keep(k, v)`` may store or
+    extend the keys/values first."""
+    b, t, _ = qkv.shape
+    q, k, v = qkv.view(b, t, 3, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+    if keep is not None:
+        k, v = keep(k, v)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+    return out.transpose(1, 2).reshape(b, t, -1)
+
 
 class FusedSelfAttention(nn.Module):
-    """Multi-head attention with a fused ``in_proj`` (v2 layout) computed by SDPA; optionally writes a KV cache."""
+    """The fused ``in_proj`` and ``out_proj`` under v2's names; the attention itself is :func:`attend_sequence`."""
 
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
@@ -95,24 +176,9 @@ class FusedSelfAttention(nn.Module):
         nn.init.xavier_uniform_(self.in_proj_weight)
         nn.init.zeros_(self.out_proj.bias)
 
-    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``x`` [B,T,D] → q, k, v each [B,H,T,D/H]."""
-        b, t, _ = x.shape
-        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias).view(b, t, 3, self.heads, -1)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        return q, k, v
-
-    def merge(self, out: torch.Tensor) -> torch.Tensor:
-        b, h, t, d = out.shape
-        return self.out_proj(out.transpose(1, 2).reshape(b, t, h * d))
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, dropout: float = 0.0) -> torch.Tensor:
-        q, k, v = self.project(x)
-        return self.merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout))
-
 
 class DecoderLayer(nn.Module):
-    """Post-norm layer: ``x = LN(x + Attn(x)); x = LN(x + FFN(x))`` with ReLU (v2 ``norm_first=False``)."""
+    """Parameters of one layer under v2's names (``h.layers.N.*``); the math is :func:`decoder_layer`."""
 
     def __init__(self, dim: int, heads: int, ffn_dim: int, dropout: float) -> None:
         super().__init__()
@@ -123,15 +189,29 @@ class DecoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=1e-5)
         self.dropout = dropout
 
-    def feed_forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden = F.dropout(F.relu(self.linear1(x)), self.dropout, self.training)
-        return self.norm2(x + F.dropout(self.linear2(hidden), self.dropout, self.training))
+    def weights(self) -> LayerWeights:
+        attention = self.self_attn
+        return LayerWeights(
+            attention.in_proj_weight,
+            attention.in_proj_bias,
+            attention.out_proj.weight,
+            attention.out_proj.bias,
+            self.linear1.weight,
+            self.linear1.bias,
+            self.linear2.weight,
+            self.linear2.bias,
+            self.norm1.weight,
+            self.norm1.bias,
+            self.norm2.weight,
+            self.norm2.bias,
+            self.norm1.eps,
+            int(self.norm1.normalized_shape[0]),
+        )
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, keep=None) -> torch.Tensor:
         p = self.dropout if self.training else 0.0
-        attended = self.self_attn(x, mask, p)
-        x = self.norm1(x + F.dropout(attended, p, self.training))
-        return self.feed_forward(x)
+        heads = self.self_attn.heads
+        return decoder_layer(x, self.weights(), lambda qkv: attend_sequence(qkv, heads, mask, p, keep), dropout=p)
 
 
 class DecoderStack(nn.Module):
@@ -143,9 +223,10 @@ class DecoderStack(nn.Module):
             DecoderLayer(cfg.hidden_dim, cfg.num_heads, cfg.ffn_dim, cfg.dropout) for _ in range(cfg.num_layers)
         )
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        for layer in self.layers:
-            x = layer(x, mask)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, keep: KeepKV | None = None) -> torch.Tensor:
+        """Run every layer; ``keep`` (see :data:`KeepKV`) lets a KV cache or an export graph hold the keys."""
+        for index, layer in enumerate(self.layers):
+            x = layer(x, mask, None if keep is None else partial(keep, index))
         return x
 
 
@@ -163,13 +244,12 @@ def joint_attention_mask(text_padding: torch.Tensor, semantic_padding: torch.Ten
     """Boolean SDPA mask ``[B,1,P+S,P+S]`` (True = may attend).
 
     Text rows see all non-padded text; semantic rows see non-padded text and non-padded earlier semantic tokens.
+    Built from comparisons only (no in-place writes), so it traces into an export graph with dynamic P and S.
     """
-    p, s = text_padding.shape[1], semantic_padding.shape[1]
-    device = text_padding.device
-    structure = torch.zeros(p + s, p + s, dtype=torch.bool, device=device)
-    structure[:, :p] = True
-    structure[p:, p:] = torch.ones(s, s, dtype=torch.bool, device=device).tril()
     keys_valid = ~torch.cat([text_padding, semantic_padding], dim=1)
+    p = text_padding.shape[1]
+    index = torch.arange(keys_valid.shape[1], device=keys_valid.device)
+    structure = (index.unsqueeze(0) < p) | (index.unsqueeze(0) <= index.unsqueeze(1))
     return (structure.unsqueeze(0) & keys_valid.unsqueeze(1)).unsqueeze(1)
 
 
@@ -251,21 +331,9 @@ class Text2SemanticModel(nn.Module):
             hidden = torch.cat([hidden.gather(1, last_text), hidden[:, p:]], dim=1)
         return self.ar_predict_layer(hidden), targets
 
-    def generate(
-        self, phoneme_ids: torch.Tensor, bert_feature: torch.Tensor, prompt: torch.Tensor | None = None, **kwargs
-    ):
-        """KV-cache decoding; see :meth:`gpt_sovits_train.models.gpt.sampling.KVDecoder.generate`."""
-        from gpt_sovits_train.models.gpt.sampling import KVDecoder
-
-        return KVDecoder(self).generate(phoneme_ids, bert_feature, prompt, **kwargs)
-
-    def stream(
-        self, phoneme_ids: torch.Tensor, bert_feature: torch.Tensor, prompt: torch.Tensor | None = None, **kwargs
-    ):
-        """Chunked batch-1 decoding; see :meth:`gpt_sovits_train.models.gpt.sampling.KVDecoder.stream`."""
-        from gpt_sovits_train.models.gpt.sampling import KVDecoder
-
-        return KVDecoder(self).stream(phoneme_ids, bert_feature, prompt, **kwargs)
+    def embed_step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """One semantic token per row: ``tokens``/``positions`` ``[B]`` → ``[B,D]`` (the decode step's input)."""
+        return self.ar_audio_position.at(F.embedding(tokens, self.ar_audio_embedding.word_embeddings.weight), positions)
 
 
 def config_from_weights(state: Mapping[str, torch.Tensor], num_heads: int) -> GPTConfig:

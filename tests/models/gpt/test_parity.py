@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import torch
 
+from gpt_sovits_train.models.gpt.kv_cache import KVDecoder
 from gpt_sovits_train.models.gpt.losses import (
     reference_free_dpo,
     sequence_log_probs,
     summed_cross_entropy,
     top_k_accuracy,
 )
-from gpt_sovits_train.models.gpt.sampling import KVDecoder, SamplingOptions
+from gpt_sovits_train.models.gpt.sampling import SamplingOptions
 from tests.models.gpt.fixtures import assert_close_as_recommended, load_tiny_t2s
 
 
