@@ -26,7 +26,7 @@ import torch
 from gpt_sovits_train.models.gpt.model import model_from_weights
 from gpt_sovits_train.models.gpt.sampling import KVDecoder, SamplingOptions
 
-MANIFEST = Path(__file__).resolve().parents[3] / "shared" / "reference" / "v2_state_dict_manifest.json"
+MANIFEST = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "reference" / "v2_state_dict_manifest.json"
 SEMANTIC_HZ = 25
 TEXT = "The morning train to the coast leaves at seven fifteen, so please be on time."
 
