@@ -2,8 +2,9 @@
 
 ``voice=<bundle dir>`` (a ``gst-clone`` voice bundle) supplies the checkpoints, networks, feature models and
 the reference clip + transcript; any of those keys given on the command line wins over the bundle.
-Long texts print one progress line per sentence (tokens, seconds of audio); ``max_text_chars`` refuses texts
-longer than that before any model is built (null: no cap).
+Long texts (``text_file=<file>`` for those that do not fit a command line) print one progress line per sentence
+(tokens, seconds of audio); ``max_text_chars`` refuses texts longer than that before any model is built (null:
+no cap).
 """
 
 from __future__ import annotations
@@ -57,7 +58,13 @@ def apply_voice_bundle(cfg: DictConfig, overrides: list[str]) -> None:
 
 
 def check_text(cfg: DictConfig) -> None:
-    """Refuse an over-long text up front: one line naming the cap and how to lift it."""
+    """Read ``text_file`` into ``text`` when given; refuse an over-long text up front with one line naming the cap
+    and how to lift it."""
+    if cfg.get("text_file"):
+        with open_dict(cfg):
+            cfg.text = Path(str(cfg.text_file)).expanduser().read_text(encoding="utf-8")
+    elif OmegaConf.is_missing(cfg, "text"):
+        raise ValueError("nothing to say: pass text='...' or text_file=<a UTF-8 text file>")
     limit = cfg.get("max_text_chars")
     if limit is not None and len(str(cfg.text)) > int(limit):
         raise ValueError(

@@ -17,6 +17,7 @@ from gpt_sovits_train.interchange.checkpoints import network_config_beside, netw
 from gpt_sovits_train.interchange.gpt_sovits_v2 import (
     POSTERIOR_ENCODER_PREFIX,
     gpt_v2_config,
+    load_weights_strict,
     sovits_v2_hparams,
     write_gpt_v2,
     write_sovits_v2,
@@ -67,6 +68,18 @@ def export_safetensors(weights: Mapping, config: Mapping[str, Any], folder: str 
     return {"weights": tensors, "config": config_path}
 
 
+def export_sovits_onnx(weights: Mapping, hparams: Mapping[str, Any], path: Path) -> Path:
+    """The SoVITS decoder (codes + phones + reference spectrogram -> wav) as ONNX, traced at the default lengths
+    of :func:`~gpt_sovits_train.interchange.onnx.export_sovits_decoder_onnx`. The network is built from the v2
+    config being exported (no config file is instantiated), so the graph matches the .pth written beside it."""
+    from gpt_sovits_train.inference.loading import sovits_network_from_v2_config
+    from gpt_sovits_train.interchange.onnx import export_sovits_decoder_onnx
+
+    network = sovits_network_from_v2_config(dict(hparams))
+    load_weights_strict(network, weights, ignore_prefixes=(POSTERIOR_ENCODER_PREFIX,))
+    return export_sovits_decoder_onnx(network, path)
+
+
 def export_models(
     output_dir: str | Path,
     name: str,
@@ -115,4 +128,6 @@ def export_models(
             kept = {k: v for k, v in weights.items() if not k.startswith(POSTERIOR_ENCODER_PREFIX)}
             full = {"v2_config": hparams, **resolved_config}
             written["sovits_safetensors"] = export_safetensors(kept, full, out, f"{name}_sovits")["weights"]
+        if "onnx" in formats:
+            written["sovits_onnx_decoder"] = export_sovits_onnx(weights, hparams, out / "onnx" / "sovits_decode.onnx")
     return written

@@ -196,8 +196,8 @@ class SoVITSModule(L.LightningModule):
         loss_mel = mel_reconstruction_loss(y_mel, y_hat_mel)
         loss_kl = kl_loss(out.z_p, out.logs_q, out.m_p, out.logs_p, out.y_mask)
         loss_g = loss_gen + loss_fm + self.hparams.c_mel * loss_mel + self.hparams.c_kl * loss_kl + out.commit_loss
-        terms = {"loss_gen": loss_gen, "loss_fm": loss_fm, "loss_mel": loss_mel, "loss_kl": loss_kl,
-                 "loss_commit": out.commit_loss}
+        terms = {"loss_gen": loss_gen, "loss_fm": loss_fm, "loss_mel": self.hparams.c_mel * loss_mel,
+                 "loss_kl": self.hparams.c_kl * loss_kl, "loss_commit": out.commit_loss}  # as weighted in loss_g
         if self._finite_or_skip(loss_g, "gen", terms):
             self.manual_backward(loss_g / accumulate)
             if step_now:

@@ -70,6 +70,10 @@ def test_cli_export_round_trip(ref_dir: Path, tmp_path: Path) -> None:
         for key, value in expected.items():
             assert torch.equal(back[key], value), key
     assert (out / "onnx" / "t2s_prefill.onnx").is_file() and (out / "onnx" / "t2s_step.onnx").is_file()
+    import onnxruntime  # the README promises the SoVITS decoder too: it loads and names its inputs
+
+    session = onnxruntime.InferenceSession(str(out / "onnx" / "sovits_decode.onnx"))
+    assert [i.name for i in session.get_inputs()] == ["codes", "text", "refer_spec"]
     resolved = yaml.safe_load((out / "tiny_gpt.yaml").read_text())
     assert resolved["name"] == "tiny" and resolved["v2_config"]["model"]["n_layer"] == 3
 
