@@ -17,7 +17,6 @@ import pytest
 
 from .slurm import LocalSlurm, missing_requirements
 
-
 LIVE_TIMINGS: list[tuple[str, float]] = []
 
 

@@ -8,6 +8,7 @@ commands (``sbatch``, ``squeue``, ``scontrol``, the submitit launcher) find this
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -16,8 +17,10 @@ import time
 from pathlib import Path
 
 DAEMONS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "sinfo")
-HOW_TO_RUN = ("the live SLURM tests need Debian's slurm-wlm and munge and root: "
-              "`apt-get install -y slurm-wlm munge` as root (.ci/run does this), then rerun pytest as root")
+HOW_TO_RUN = (
+    "the live SLURM tests need Debian's slurm-wlm and munge and root: "
+    "`apt-get install -y slurm-wlm munge` as root (.ci/run does this), then rerun pytest as root"
+)
 
 
 def missing_requirements() -> str | None:
@@ -59,45 +62,49 @@ class LocalSlurm:
     def _write_config(self) -> None:
         for folder in ("etc", "state", "spool", "log"):
             (self.root / folder).mkdir(parents=True, exist_ok=True)
-        self.conf.write_text("\n".join([
-            "ClusterName=gsttest",
-            f"SlurmctldHost={self.host}(127.0.0.1)",
-            f"SlurmctldPort={_free_port()}",
-            f"SlurmdPort={_free_port()}",
-            "SlurmUser=root",
-            "SlurmdUser=root",
-            "AuthType=auth/munge",
-            "CredType=cred/munge",
-            f"AuthInfo=socket={self.munge_socket}",
-            f"StateSaveLocation={self.root / 'state'}",
-            f"SlurmdSpoolDir={self.root / 'spool' / 'slurmd-%n'}",
-            f"SlurmctldPidFile={self.root / 'state' / 'slurmctld.pid'}",
-            f"SlurmdPidFile={self.root / 'state' / 'slurmd.pid'}",
-            f"SlurmctldLogFile={self.root / 'log' / 'slurmctld.log'}",
-            f"SlurmdLogFile={self.root / 'log' / 'slurmd.log'}",
-            "ProctrackType=proctrack/linuxproc",
-            "TaskPlugin=task/none",
-            "SelectType=select/cons_tres",
-            "SelectTypeParameters=CR_CPU",
-            "SchedulerType=sched/backfill",
-            "MpiDefault=none",
-            "JobAcctGatherType=jobacct_gather/none",
-            "AccountingStorageType=accounting_storage/none",
-            "JobCompType=jobcomp/none",
-            "ReturnToService=2",
-            "JobRequeue=1",
-            "KillWait=10",
-            "MinJobAge=300",
-            "SlurmctldTimeout=30",
-            "SlurmdTimeout=30",
-            "InactiveLimit=0",
-            "SlurmctldDebug=info",
-            "SlurmdDebug=info",
-            f"PlugStackConfig={self.root / 'etc' / 'plugstack.conf'}",
-            f"NodeName={self.host} NodeAddr=127.0.0.1 CPUs={self.cpus} State=UNKNOWN",
-            "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
-            "",
-        ]))
+        self.conf.write_text(
+            "\n".join(
+                [
+                    "ClusterName=gsttest",
+                    f"SlurmctldHost={self.host}(127.0.0.1)",
+                    f"SlurmctldPort={_free_port()}",
+                    f"SlurmdPort={_free_port()}",
+                    "SlurmUser=root",
+                    "SlurmdUser=root",
+                    "AuthType=auth/munge",
+                    "CredType=cred/munge",
+                    f"AuthInfo=socket={self.munge_socket}",
+                    f"StateSaveLocation={self.root / 'state'}",
+                    f"SlurmdSpoolDir={self.root / 'spool' / 'slurmd-%n'}",
+                    f"SlurmctldPidFile={self.root / 'state' / 'slurmctld.pid'}",
+                    f"SlurmdPidFile={self.root / 'state' / 'slurmd.pid'}",
+                    f"SlurmctldLogFile={self.root / 'log' / 'slurmctld.log'}",
+                    f"SlurmdLogFile={self.root / 'log' / 'slurmd.log'}",
+                    "ProctrackType=proctrack/linuxproc",
+                    "TaskPlugin=task/none",
+                    "SelectType=select/cons_tres",
+                    "SelectTypeParameters=CR_CPU",
+                    "SchedulerType=sched/backfill",
+                    "MpiDefault=none",
+                    "JobAcctGatherType=jobacct_gather/none",
+                    "AccountingStorageType=accounting_storage/none",
+                    "JobCompType=jobcomp/none",
+                    "ReturnToService=2",
+                    "JobRequeue=1",
+                    "KillWait=10",
+                    "MinJobAge=300",
+                    "SlurmctldTimeout=30",
+                    "SlurmdTimeout=30",
+                    "InactiveLimit=0",
+                    "SlurmctldDebug=info",
+                    "SlurmdDebug=info",
+                    f"PlugStackConfig={self.root / 'etc' / 'plugstack.conf'}",
+                    f"NodeName={self.host} NodeAddr=127.0.0.1 CPUs={self.cpus} State=UNKNOWN",
+                    "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
+                    "",
+                ]
+            )
+        )
         (self.root / "etc" / "plugstack.conf").write_text("")
 
     def _start_munge(self) -> None:
@@ -109,10 +116,24 @@ class LocalSlurm:
         shutil.chown(key, "munge", "munge")
         munge_dir.chmod(0o755)
         key.chmod(0o400)
-        subprocess.run(["runuser", "-u", "munge", "--", _binary("munged"), f"--key-file={key}",
-                        f"--socket={self.munge_socket}", f"--pid-file={munge_dir / 'munged.pid'}",
-                        f"--log-file={munge_dir / 'munged.log'}", f"--seed-file={munge_dir / 'munged.seed'}",
-                        "--force"], check=True, capture_output=True, text=True)
+        subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "munge",
+                "--",
+                _binary("munged"),
+                f"--key-file={key}",
+                f"--socket={self.munge_socket}",
+                f"--pid-file={munge_dir / 'munged.pid'}",
+                f"--log-file={munge_dir / 'munged.log'}",
+                f"--seed-file={munge_dir / 'munged.seed'}",
+                "--force",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         self._wait(lambda: self.munge_socket.exists(), 10, "munged did not create its socket")
 
     def start(self, timeout: float = 60.0) -> None:
@@ -126,15 +147,22 @@ class LocalSlurm:
             args = [_binary(daemon), "-D", "-f", str(self.conf)] + (["-i"] if daemon == "slurmctld" else [])
             self._processes.append(subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT))
             if daemon == "slurmctld":
-                self._wait(lambda: self.run("scontrol", "ping", check=False).returncode == 0, timeout,
-                           "slurmctld did not answer `scontrol ping`")
-        self._wait(lambda: "idle" in self.run("sinfo", "-h", "-o", "%T", check=False).stdout, timeout,
-                   "the node did not become idle")
+                self._wait(
+                    lambda: self.run("scontrol", "ping", check=False).returncode == 0,
+                    timeout,
+                    "slurmctld did not answer `scontrol ping`",
+                )
+        self._wait(
+            lambda: "idle" in self.run("sinfo", "-h", "-o", "%T", check=False).stdout,
+            timeout,
+            "the node did not become idle",
+        )
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run a SLURM client command against this cluster."""
-        return subprocess.run(list(args), env={**os.environ, **self.env}, capture_output=True, text=True,
-                              check=check, timeout=60)
+        return subprocess.run(
+            list(args), env={**os.environ, **self.env}, capture_output=True, text=True, check=check, timeout=60
+        )
 
     def logs(self) -> str:
         """The tail of every daemon log, for assertion messages."""
@@ -168,10 +196,8 @@ class LocalSlurm:
         self._processes.clear()
         pid_file = self.root / "munge" / "munged.pid"
         if pid_file.exists():
-            try:
+            with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid_file.read_text().strip()), 15)
-            except (ProcessLookupError, ValueError):
-                pass
 
     def wait_for_job(self, job_id: str, timeout: float) -> str:
         """Block until the job left the queue; returns its last state from ``scontrol show job``."""
@@ -182,8 +208,9 @@ class LocalSlurm:
             states = [part.split("=", 1)[1] for part in shown.split() if part.startswith("JobState=")]
             if states:
                 state = states[0]
-                if all(s in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY")
-                       for s in states):
+                if all(
+                    s in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY") for s in states
+                ):
                     return state
             time.sleep(1)
         raise TimeoutError(f"job {job_id} still {state} after {timeout:.0f} s\n{self.logs()}")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from training.conftest import REPO, quiet_overrides
+
 from .conftest import LIVE_TIMINGS
 from .slurm import LocalSlurm
 
@@ -29,23 +29,47 @@ CLUSTER_DIR = str(Path(__file__).resolve().parent)
 
 def slurm_cpu_overrides() -> list[str]:
     """``trainer=slurm`` on the fixture's CPU-only node: one task, gloo instead of NCCL (what docs/slurm.md shows)."""
-    return ["hydra/launcher=slurm", "trainer=slurm", "hydra.launcher.gpus_per_node=0",
-            "hydra.launcher.tasks_per_node=1", "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=10",
-            "trainer.accelerator=cpu", "trainer.precision=32-true", "trainer.strategy.process_group_backend=gloo"]
+    return [
+        "hydra/launcher=slurm",
+        "trainer=slurm",
+        "hydra.launcher.gpus_per_node=0",
+        "hydra.launcher.tasks_per_node=1",
+        "hydra.launcher.cpus_per_task=1",
+        "hydra.launcher.timeout_min=10",
+        "trainer.accelerator=cpu",
+        "trainer.precision=32-true",
+        "trainer.strategy.process_group_backend=gloo",
+    ]
 
 
 def tiny_gpt_overrides(shards: Path) -> list[str]:
-    return ["model=gpt", "model/gpt@model.net=tiny", f"data.shards={shards}", "data.num_workers=0",
-            "data.batching.max_batch_size=2", "data.val_batching.max_batch_size=2", *quiet_overrides(),
-            f"trainer.max_steps={TOTAL_STEPS}", "trainer.limit_val_batches=0", "~callbacks.best_checkpoint",
-            "seed=7", "callbacks.model_checkpoint.every_n_train_steps=2", "trainer.deterministic=true"]
+    return [
+        "model=gpt",
+        "model/gpt@model.net=tiny",
+        f"data.shards={shards}",
+        "data.num_workers=0",
+        "data.batching.max_batch_size=2",
+        "data.val_batching.max_batch_size=2",
+        *quiet_overrides(),
+        f"trainer.max_steps={TOTAL_STEPS}",
+        "trainer.limit_val_batches=0",
+        "~callbacks.best_checkpoint",
+        "seed=7",
+        "callbacks.model_checkpoint.every_n_train_steps=2",
+        "trainer.deterministic=true",
+    ]
 
 
 def launch(cluster: LocalSlurm, sweep_dir: Path, overrides: list[str]) -> subprocess.Popen:
     """Start ``gst-train -m`` (this interpreter, this tree on PYTHONPATH) against the fixture's cluster."""
     command = [sys.executable, "-m", "gpt_sovits_train.cli.train", "-m", f"hydra.sweep.dir={sweep_dir}", *overrides]
-    env = {**os.environ, **cluster.env, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(REPO), CLUSTER_DIR, os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        **cluster.env,
+        "WANDB_MODE": "offline",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(REPO), CLUSTER_DIR, os.environ.get("PYTHONPATH", "")]),
+    }
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -92,12 +116,17 @@ def test_training_job_runs_on_slurm(uninterrupted, slurm_cluster):
     assert "SLURMEnvironment" in (sweep_dir / "0" / "resolved_config.yaml").read_text()
 
 
-def test_usr1_preemption_requeues_and_resumes_to_the_same_weights(uninterrupted, slurm_cluster, cluster_shards,
-                                                                   tmp_path):
+def test_usr1_preemption_requeues_and_resumes_to_the_same_weights(
+    uninterrupted, slurm_cluster, cluster_shards, tmp_path
+):
     sweep_dir = tmp_path / "sweep"
     run_dir = sweep_dir / "0"
-    overrides = [*slurm_cpu_overrides(), *tiny_gpt_overrides(cluster_shards),
-                 "+callbacks.pace._target_=faults.SlowSteps", "+callbacks.pace.seconds=0.5"]
+    overrides = [
+        *slurm_cpu_overrides(),
+        *tiny_gpt_overrides(cluster_shards),
+        "+callbacks.pace._target_=faults.SlowSteps",
+        "+callbacks.pace.seconds=0.5",
+    ]
     proc = launch(slurm_cluster, sweep_dir, overrides)
     deadline = time.monotonic() + 240
     while not (run_dir / "checkpoints" / "last.ckpt").exists():  # the job is running and has taken steps

@@ -20,12 +20,24 @@ TRIALS = 3
 
 def optuna_overrides(shards: Path) -> list[str]:
     """Three tiny GPT trials, each 2 steps and one validation batch, so the objective is a real val/loss."""
-    return ["hparams_search=optuna", f"hydra.sweeper.n_trials={TRIALS}", "hydra.sweeper.n_jobs=3",
-            "model/gpt@model.net=tiny", f"data.shards={shards}", "data.num_workers=0",
-            "data.batching.max_batch_size=2", "data.val_batching.max_batch_size=2", "logger=csv",
-            "trainer.enable_progress_bar=false", "~callbacks.progress_bar", "~callbacks.best_checkpoint",
-            "trainer.max_steps=2", "trainer.limit_val_batches=1", "trainer.val_check_interval=2",
-            "model.num_val_generations=0"]
+    return [
+        "hparams_search=optuna",
+        f"hydra.sweeper.n_trials={TRIALS}",
+        "hydra.sweeper.n_jobs=3",
+        "model/gpt@model.net=tiny",
+        f"data.shards={shards}",
+        "data.num_workers=0",
+        "data.batching.max_batch_size=2",
+        "data.val_batching.max_batch_size=2",
+        "logger=csv",
+        "trainer.enable_progress_bar=false",
+        "~callbacks.progress_bar",
+        "~callbacks.best_checkpoint",
+        "trainer.max_steps=2",
+        "trainer.limit_val_batches=1",
+        "trainer.val_check_interval=2",
+        "model.num_val_generations=0",
+    ]
 
 
 def check_study(sweep_dir: Path) -> None:
