@@ -72,7 +72,7 @@ def export_sovits_onnx(weights: Mapping, hparams: Mapping[str, Any], path: Path)
     """The SoVITS decoder (codes + phones + reference spectrogram -> wav) as ONNX, traced at the default lengths
     of :func:`~gpt_sovits_train.interchange.onnx.export_sovits_decoder_onnx`. The network is built from the v2
     config being exported (no config file is instantiated), so the graph matches the .pth written beside it."""
-    from gpt_sovits_train.inference.loading import sovits_network_from_v2_config
+    from gpt_sovits_train.interchange.checkpoints import sovits_network_from_v2_config
     from gpt_sovits_train.interchange.onnx import export_sovits_decoder_onnx
 
     network = sovits_network_from_v2_config(dict(hparams))
