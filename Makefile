@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet $(TORCH_PINS)
-	$(PIP) install --quiet -e '.[dev,clone,eval]'
+	$(PIP) install --quiet -e '.[dev,clone,eval,cluster]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -28,7 +28,7 @@ from gpt_sovits_train.models.gpt.model import model_from_weights
 from gpt_sovits_train.models.gpt.sampling import SamplingOptions
 from gpt_sovits_train.runtime.cpu_packing import StepWeights
 
-MANIFEST = Path(__file__).resolve().parents[3] / "shared" / "reference" / "v2_state_dict_manifest.json"
+MANIFEST = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "reference" / "v2_state_dict_manifest.json"
 SEMANTIC_HZ = 25
 TEXT = "The morning train to the coast leaves at seven fifteen, so please be on time."
 

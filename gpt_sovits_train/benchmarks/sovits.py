@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 
 import torch
 
@@ -38,43 +39,61 @@ def _models(quick: bool):
     return net, disc
 
 
-def run_sovits_train(quick: bool = False) -> dict:
-    """Batch 2, 2 s of audio (100 frames), 40 phonemes, full v2 sizes, fp32, 2 threads; both optimizer steps.
+def sovits_train_step(
+    quick: bool, device: torch.device | str = "cpu", autocast: torch.dtype | None = None
+) -> Callable[[], None]:
+    """A ready SoVITS training step at the ``sovits_train`` workload (batch 2, 2 s of audio, 40 phonemes; both
+    optimizer steps), on ``device``, under ``autocast`` (bf16/fp16 mixed precision; fp16 gets a GradScaler).
 
     The step does what ``SoVITSModule.training_step`` does, through the same loss functions (generator GAN
     losses without discriminator weight grads, mel of the real segment only), minus Lightning's bookkeeping.
     """
-    torch.set_num_threads(2)
+    device = torch.device(device)
     torch.manual_seed(0)
     net, disc = _models(quick)
+    net, disc = net.to(device), disc.to(device)
     frames = 20 if quick else 100
     opt_g = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], 1e-4, betas=(0.8, 0.99), eps=1e-9)
     opt_d = torch.optim.AdamW(disc.parameters(), 1e-4, betas=(0.8, 0.99), eps=1e-9)
-    ssl, spec = torch.randn(2, 768, frames), torch.rand(2, 1025, frames)
-    wav = torch.randn(2, 1, frames * 640) * 0.1
-    lengths, text = torch.full((2,), frames), torch.randint(1, 732, (2, 40))
+    ssl, spec = torch.randn(2, 768, frames, device=device), torch.rand(2, 1025, frames, device=device)
+    wav = torch.randn(2, 1, frames * 640, device=device) * 0.1
+    lengths, text = torch.full((2,), frames, device=device), torch.randint(1, 732, (2, 40), device=device)
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast == torch.float16)
+
+    def mixed():
+        return torch.autocast(device.type, dtype=autocast, enabled=autocast is not None)
 
     def step() -> None:
-        out = net(ssl, spec, lengths, text, torch.full((2,), 40))
-        seg = net.segment_size
-        y = slice_segments(wav, out.ids_slice * 640, seg * 640)
-        y_mel = spec_to_mel(slice_segments(spec, out.ids_slice, seg))
-        sr, sf, _, _ = disc(y, out.y_hat.detach())
-        loss_d, _, _ = discriminator_loss(sr, sf)
+        with mixed():
+            out = net(ssl, spec, lengths, text, torch.full((2,), 40, device=device))
+            seg = net.segment_size
+            y = slice_segments(wav, out.ids_slice * 640, seg * 640)
+            y_mel = spec_to_mel(slice_segments(spec, out.ids_slice, seg))
+            sr, sf, _, _ = disc(y, out.y_hat.detach())
+            loss_d, _, _ = discriminator_loss(sr, sf)
         opt_d.zero_grad()
-        loss_d.backward()
-        opt_d.step()
-        loss_gen, loss_fm = generator_gan_losses(disc, y, out.y_hat)
-        loss_g = (
-            loss_gen
-            + loss_fm
-            + 45 * mel_reconstruction_loss(y_mel, mel_spectrogram(out.y_hat.squeeze(1)))
-            + kl_loss(out.z_p, out.logs_q, out.m_p, out.logs_p, out.y_mask)
-        )
+        scaler.scale(loss_d).backward()
+        scaler.step(opt_d)
+        with mixed():
+            loss_gen, loss_fm = generator_gan_losses(disc, y, out.y_hat)
+            loss_g = (
+                loss_gen
+                + loss_fm
+                + 45 * mel_reconstruction_loss(y_mel, mel_spectrogram(out.y_hat.float().squeeze(1)))
+                + kl_loss(out.z_p, out.logs_q, out.m_p, out.logs_p, out.y_mask)
+            )
         opt_g.zero_grad()
-        loss_g.backward()
-        opt_g.step()
+        scaler.scale(loss_g).backward()
+        scaler.step(opt_g)
+        scaler.update()
 
+    return step
+
+
+def run_sovits_train(quick: bool = False) -> dict:
+    """Batch 2, 2 s of audio (100 frames), 40 phonemes, full v2 sizes, fp32, 2 threads; both optimizer steps."""
+    torch.set_num_threads(2)
+    step = sovits_train_step(quick)
     step()  # warm-up
     n = 1 if quick else 3
     start = time.perf_counter()

@@ -20,11 +20,11 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="prepare")
 def main(cfg: DictConfig) -> None:
-    from gpt_sovits_train.data.prepare import DatasetExistsError, NoValidSamplesError, prepare
+    from gpt_sovits_train.data.prepare import PrepareError, prepare
 
     try:
         prepare(cfg)
-    except (DatasetExistsError, NoValidSamplesError) as error:
+    except PrepareError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
 

@@ -7,7 +7,14 @@ Layout of ``output_dir``::
     train.index.jsonl           one line per sample: key, shard, lengths (what the DataModules batch by)
     manifest.json               counts, hours, per-speaker stats, feature versions, config hash, split
     skipped.jsonl               every input left out, with its reason
-    .state/                     config hash + one ``<chunk>.done.json`` per finished chunk (resume)
+    .state/                     config hash, chunk plan + one ``<chunk>.done.json`` per finished chunk (resume),
+                                and the lock files that keep two runs out of one folder
+
+Safety: a run locks the folder (``flock``; the kernel drops the lock when the process dies, however it dies), so
+a second run into it stops at once; partitions of one job share the folder lock and each locks its own
+partition. ``overwrite=true`` deletes only the files that our own manifest/state lists (never a user's
+``train/`` folder), and an output folder that overlaps the input is refused. The manifest is written last,
+atomically, after every shard it lists has been checked (exists, same size, same samples).
 
 Why chunks: inputs are cut into fixed, deterministic chunks before any work starts. A chunk is the unit of
 resume (a finished chunk is never redone), of parallelism (a pool of workers takes chunks) and of scale-out
@@ -18,15 +25,17 @@ The run that finds every chunk done writes the manifest.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import multiprocessing
 import os
-import shutil
 import subprocess
+import tarfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,12 +54,21 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val")
 
 
-class DatasetExistsError(RuntimeError):
+class PrepareError(RuntimeError):
+    """A mistake in the inputs, the configuration or the output folder: ``gst-prepare`` prints the message as one
+    line and exits with status 2."""
+
+
+class DatasetExistsError(PrepareError):
     """The output folder already holds a finished (or differently configured) dataset."""
 
 
-class NoValidSamplesError(RuntimeError):
+class NoValidSamplesError(PrepareError):
     """Every input was skipped; the message counts the reasons."""
+
+
+class OutputInUseError(PrepareError):
+    """Another ``gst-prepare`` process holds the output folder's lock."""
 
 
 @dataclass(frozen=True)
@@ -109,41 +127,159 @@ def config_hash(cfg: DictConfig) -> str:
 
 # ---------------------------------------------------------------- output folder state
 
+STATE = ".state"
+OUTPUT_FILES = ("manifest.json", "skipped.jsonl", *(f"{split}.index.jsonl" for split in SPLITS))
+
 
 def _done_path(output_dir: Path, chunk: Chunk) -> Path:
-    return output_dir / ".state" / f"{chunk.name}.done.json"
+    return output_dir / STATE / f"{chunk.name}.done.json"
 
 
 def _write_json_atomic(path: Path, payload: Any) -> None:
+    _write_text_atomic(path, json.dumps(payload, ensure_ascii=False, indent=1))
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """Readers see the old file or the whole new one, never a half-written one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    temporary.write_text(json.dumps(payload, ensure_ascii=False, indent=1), encoding="utf-8")
+    temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, path)
 
 
-def claim_output_dir(output_dir: Path, digest: str, overwrite: bool) -> None:
-    """Refuse to clobber a finished dataset or mix two configs in one folder unless ``overwrite=true``."""
-    manifest = output_dir / "manifest.json"
-    state = output_dir / ".state" / "config.json"
+def _read_json(path: Path) -> Any:
+    """The parsed file, or ``None`` when it is missing or not JSON (a foreign or half-written file)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def _flock(path: Path, shared: bool = False, wait: bool = False) -> Iterator[bool]:
+    """Hold a kernel ``flock`` on ``path`` for the block; yields whether it was acquired (always, when ``wait``).
+
+    The lock belongs to the open file, so it disappears with the process (kill -9, OOM, preemption) and a
+    crashed run never leaves a stale lock behind.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB)
+        try:
+            fcntl.flock(handle, mode)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            if not shared:
+                handle.truncate(0)
+                handle.write(f"{os.getpid()}\n")
+                handle.flush()
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def lock_output_dir(output_dir: Path, partition: int, partitions: int) -> Iterator[None]:
+    """Keep every other run out of ``output_dir``; the partitions of one job share it, one process each."""
+    folder_lock = _flock(output_dir / STATE / "prepare.lock", shared=partitions > 1)
+    partition_lock = _flock(output_dir / STATE / f"partition-{partition}.lock") if partitions > 1 else None
+    with folder_lock as held, (partition_lock or contextlib.nullcontext(True)) as partition_held:
+        if not (held and partition_held):
+            what = f"partition {partition} of " if held else ""
+            raise OutputInUseError(
+                f"another gst-prepare run is using {what}{output_dir}; "
+                "wait for it to finish or choose another output_dir"
+            )
+        yield
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _owned_files(output_dir: Path) -> set[Path]:
+    """Every file that our own manifest or state in ``output_dir`` lists as written by ``gst-prepare``."""
+    listed: set[str] = set()
+    manifest = _read_json(output_dir / "manifest.json")
+    if _is_our_manifest(manifest):
+        listed.update(OUTPUT_FILES)
+        for split in manifest["splits"].values():
+            listed.update(split.get("shards", []))
+    state = _read_json(output_dir / STATE / "config.json")
+    if isinstance(state, dict) and "config_hash" in state:
+        listed.update([*OUTPUT_FILES, f"{STATE}/config.json"])
+        for name in state.get("chunks", []):
+            split = name.split("-")[0]
+            listed.update(p.relative_to(output_dir).as_posix() for p in (output_dir / split).glob(f"{name}-*.tar"))
+        for marker_path in (output_dir / STATE).glob("*.done.json"):
+            listed.add(marker_path.relative_to(output_dir).as_posix())
+            marker = _read_json(marker_path) or {}
+            listed.update(record["shard"] for record in marker.get("records", []) if "shard" in record)
+    owned = {(output_dir / name).resolve() for name in listed}
+    return {path for path in owned if _inside(path, output_dir) and path.is_file()}
+
+
+def _is_our_manifest(manifest: Any) -> bool:
+    return isinstance(manifest, dict) and "config_hash" in manifest and isinstance(manifest.get("splits"), dict)
+
+
+def _delete_owned(output_dir: Path) -> int:
+    """Delete what a previous run wrote (and nothing else); folders go only when that leaves them empty."""
+    owned = _owned_files(output_dir)
+    for path in owned:
+        path.unlink(missing_ok=True)
+    for folder in (*SPLITS, STATE):
+        with contextlib.suppress(OSError):
+            (output_dir / folder).rmdir()
+    return len(owned)
+
+
+def claim_output_dir(
+    output_dir: Path, digest: str, overwrite: bool, chunks: Iterable[Chunk] = (), alone: bool = True
+) -> None:
+    """Refuse to clobber a finished dataset or mix two configs in one folder unless ``overwrite=true``.
+
+    A partial dataset made with another config by a run that *failed* (an exception, recorded in the state) is
+    ours to discard when this run is alone in the folder: the corrected re-run must not need ``overwrite``.
+    """
+    manifest_path = output_dir / "manifest.json"
+    state_path = output_dir / STATE / "config.json"
+    manifest = _read_json(manifest_path)
+    if manifest_path.exists() and not _is_our_manifest(manifest):
+        raise DatasetExistsError(f"{manifest_path} was not written by gst-prepare; choose another output_dir")
+    state = _read_json(state_path) if state_path.exists() else None
+    if state_path.exists() and not (isinstance(state, dict) and "config_hash" in state):
+        raise DatasetExistsError(f"{state_path} was not written by gst-prepare; choose another output_dir")
     if overwrite:
-        for name in (*SPLITS, ".state"):
-            shutil.rmtree(output_dir / name, ignore_errors=True)
-        for name in ("manifest.json", "skipped.jsonl", *(f"{split}.index.jsonl" for split in SPLITS)):
-            (output_dir / name).unlink(missing_ok=True)
-    elif manifest.is_file():
+        _delete_owned(output_dir)
+    elif manifest is not None:
         raise DatasetExistsError(
             f"{output_dir} already holds a finished dataset (manifest.json); "
             "pass overwrite=true to rebuild it or choose another output_dir"
         )
-    elif state.is_file():
-        previous = json.loads(state.read_text())["config_hash"]
-        if previous != digest:
+    elif state is not None and state["config_hash"] != digest:
+        if state.get("failed") and alone:
+            log.info("discarding the partial dataset of a failed run with another config (%s)", state["failed"])
+            _delete_owned(output_dir)
+        else:
             raise DatasetExistsError(
-                f"{output_dir} holds a partial dataset made with another config (hash {previous}, now {digest}); "
-                "pass overwrite=true to start over or use the original config to resume"
+                f"{output_dir} holds a partial dataset made with another config (hash {state['config_hash']}, "
+                f"now {digest}); pass overwrite=true to start over or use the original config to resume"
             )
-    if not state.is_file():
-        _write_json_atomic(state, {"config_hash": digest})
+    current = _read_json(state_path)
+    if current is None or current.get("failed"):
+        _write_json_atomic(state_path, {"config_hash": digest, "chunks": sorted(c.name for c in chunks)})
+
+
+def _record_failure(output_dir: Path, error: BaseException) -> None:
+    """Mark the state as left by a failed run, so a corrected config may take the folder over."""
+    state_path = output_dir / STATE / "config.json"
+    state = _read_json(state_path)
+    if isinstance(state, dict):
+        state["failed"] = f"{type(error).__name__}: {error}"[:500]
+        _write_json_atomic(state_path, state)
 
 
 # ---------------------------------------------------------------- workers
@@ -219,11 +355,18 @@ def process_chunk(
     finally:
         if writer is not None:
             writer.close()
+    shards: dict[str, dict[str, int]] = {}
+    for record in records:
+        entry = shards.setdefault(record["shard"], {"samples": 0})
+        entry["samples"] += 1
+    for shard, entry in shards.items():
+        entry["bytes"] = (Path(output_dir) / shard).stat().st_size
     marker = {
         "chunk": chunk.name,
         "split": chunk.split,
         "records": records,
         "skipped": skips,
+        "shards": shards,
         "feature_versions": extractors.versions,
     }
     _write_json_atomic(_done_path(Path(output_dir), chunk), marker)
@@ -309,6 +452,8 @@ def build_manifest(
                 "count": len(records),
                 "hours": round(sum(r["duration"] for r in records) / 3600.0, 5),
                 "shards": sorted({r["shard"] for r in records}),
+                "shard_samples": {shard: sum(r["shard"] == shard for r in records)
+                                  for shard in sorted({r["shard"] for r in records})},
                 "index": f"{split}.index.jsonl",
             }
             for split, records in index.items()
@@ -337,63 +482,167 @@ def format_summary(manifest: dict[str, Any]) -> str:
 def _write_outputs(output_dir: Path, manifest: dict, skipped: list[dict], index: dict[str, list[dict]]) -> None:
     for split, records in index.items():
         lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
-        (output_dir / f"{split}.index.jsonl").write_text(lines, encoding="utf-8")
+        _write_text_atomic(output_dir / f"{split}.index.jsonl", lines)
     lines = "".join(json.dumps(skip, ensure_ascii=False) + "\n" for skip in skipped)
-    (output_dir / "skipped.jsonl").write_text(lines, encoding="utf-8")
+    _write_text_atomic(output_dir / "skipped.jsonl", lines)
     _write_json_atomic(output_dir / "manifest.json", manifest)  # last: its presence means "finished"
+
+
+def _shard_keys(path: Path) -> set[str] | None:
+    """The sample keys in one tar, or ``None`` when it is missing or unreadable."""
+    try:
+        with tarfile.open(path, "r:") as tar:
+            return {member.name.split(".", 1)[0] for member in tar.getmembers() if member.isfile()}
+    except (OSError, tarfile.TarError):
+        return None
+
+
+def verify_marker(output_dir: Path, marker: dict[str, Any]) -> str | None:
+    """Why a finished chunk's shards no longer match what its marker recorded, or ``None`` when they do."""
+    expected: dict[str, set[str]] = {}
+    for record in marker["records"]:
+        expected.setdefault(record["shard"], set()).add(record["key"])
+    sizes = marker.get("shards", {})
+    for shard, keys in expected.items():
+        path = output_dir / shard
+        if not path.is_file():
+            return f"{shard} is missing"
+        if shard in sizes and path.stat().st_size != sizes[shard]["bytes"]:
+            return f"{shard} has {path.stat().st_size} bytes, {sizes[shard]['bytes']} were written"
+        if _shard_keys(path) != keys:
+            return f"{shard} does not hold the {len(keys)} samples that were written"
+    return None
 
 
 # ---------------------------------------------------------------- entry point
 
 
+def check_request(cfg: DictConfig) -> tuple[Path, Path]:
+    """Catch the user's mistakes before anything is read or built: (input path, output folder)."""
+    for key in ("input.path", "output_dir"):
+        if OmegaConf.select(cfg, key, default=None, throw_on_missing=False) in (None, "", "???"):
+            raise PrepareError(
+                f"{key} is not set; e.g. gst-prepare input.path=data/my.list output_dir=data/shards/my_voice"
+            )
+    partitions, partition = int(cfg.num_partitions), int(cfg.partition)
+    if not 0 <= partition < partitions:
+        raise PrepareError(f"partition={partition} must be in [0, num_partitions={partitions})")
+    if cfg.overwrite and partitions > 1:
+        raise PrepareError("overwrite=true with num_partitions>1 would let each partition delete the others' work; "
+                           "run one overwrite=true job first (or delete output_dir yourself)")
+    source = Path(str(cfg.input.path)).expanduser().resolve()
+    output_dir = Path(str(cfg.output_dir)).expanduser().resolve()
+    if not source.exists():
+        raise PrepareError(f"input.path {source} does not exist; point it at a .list, metadata.csv or folder")
+    existing = next((p for p in (output_dir, *output_dir.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise PrepareError(f"output_dir {output_dir}: {existing} is a file, not a folder; choose another output_dir")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise PrepareError(f"output_dir {output_dir}: {existing} is not writable; choose another output_dir")
+    if _inside(source, output_dir) or (source.is_dir() and _inside(output_dir, source)):
+        raise PrepareError(f"output_dir {output_dir} overlaps the input {source}; choose a separate output_dir")
+    return source, output_dir
+
+
+def _refuse_overlap(utterances: list[Utterance], output_dir: Path) -> None:
+    inside = [u.audio_path for u in utterances if _inside(Path(u.audio_path).resolve(), output_dir)]
+    if inside:
+        raise PrepareError(f"output_dir {output_dir} overlaps the input: it holds {len(inside)} of the input "
+                           f"recordings (e.g. {inside[0]}); choose a separate output_dir")
+
+
 def prepare(cfg: DictConfig) -> dict[str, Any] | None:
     """Run (or resume) preparation. Returns the manifest, or ``None`` while other partitions are unfinished."""
-    output_dir = Path(cfg.output_dir).expanduser().resolve()
-    utterances, input_skips = read_corpus(cfg.input.path, cfg.input.format, cfg.input.speaker, cfg.input.language)
+    source, output_dir = check_request(cfg)
+    utterances, input_skips = read_corpus(source, cfg.input.format, cfg.input.speaker, cfg.input.language)
+    _refuse_overlap(utterances, output_dir)
     keys = assign_keys(utterances)
     split_of = split_assignment(utterances, keys, cfg.split)
     chunks = plan_chunks(utterances, keys, split_of, int(cfg.shards.utterances_per_chunk))
     digest = config_hash(cfg)
     partitions, partition = int(cfg.num_partitions), int(cfg.partition)
-    if not 0 <= partition < partitions:
-        raise ValueError(f"partition={partition} must be in [0, num_partitions={partitions})")
-    if cfg.overwrite and partitions > 1:
-        raise ValueError("overwrite=true with num_partitions>1 would let each partition delete the others' work; "
-                         "delete output_dir once yourself (or run one overwrite=true job first)")
-    claim_output_dir(output_dir, digest, bool(cfg.overwrite))
+    try:
+        (output_dir / STATE).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        message = f"cannot create output_dir {output_dir}: {error.strerror}; choose another output_dir"
+        raise PrepareError(message) from None
+    with lock_output_dir(output_dir, partition, partitions):
+        claim_output_dir(output_dir, digest, bool(cfg.overwrite), chunks, alone=partitions == 1)
+        try:
+            return _prepare_claimed(cfg, output_dir, chunks, input_skips, digest)
+        except BaseException as error:
+            if not isinstance(error, KeyboardInterrupt):
+                _record_failure(output_dir, error)
+            raise
 
+
+def _prepare_claimed(
+    cfg: DictConfig, output_dir: Path, chunks: list[Chunk], input_skips: list[Skip], digest: str
+) -> dict[str, Any] | None:
+    """Process this partition's pending chunks; the run that finds every chunk done writes the manifest."""
+    partitions, partition = int(cfg.num_partitions), int(cfg.partition)
     mine = [c for position, c in enumerate(chunks) if position % partitions == partition]
     pending = [chunk for chunk in mine if not _done_path(output_dir, chunk).is_file()]
     if len(pending) < len(mine):
         log.info("resuming: %d of %d chunks already finished", len(mine) - len(pending), len(mine))
-    with tqdm(total=sum(len(c.keys) for c in pending), desc="prepare", unit="utt", disable=not cfg.progress) as bar:
-        pooled = int(cfg.num_workers) > 1
-        for marker in _run_chunks(pending, cfg, output_dir, lambda: bar.update(1)):
-            if pooled:  # pool workers cannot reach the bar: count whole chunks
-                bar.update(len(marker["records"]) + len(marker["skipped"]))
+    _process(pending, cfg, output_dir)
 
     unfinished = [chunk.name for chunk in chunks if not _done_path(output_dir, chunk).is_file()]
     if unfinished:
         print(f"partition {partition}/{partitions} done; {len(unfinished)} chunks of other partitions still pending")
         return None
-    markers = [json.loads(_done_path(output_dir, chunk).read_text()) for chunk in chunks]
-    versions = next((m["feature_versions"] for m in markers if m.get("feature_versions")), {})
-    manifest, skipped, index = build_manifest(markers, input_skips, cfg, digest, versions)
-    if manifest["written"] == 0:
-        reasons = ", ".join(f"{reason}: {count}" for reason, count in manifest["skipped_by_reason"].items())
-        raise NoValidSamplesError(
-            f"no usable utterance in {cfg.input.path} ({manifest['inputs']} inputs; skipped {reasons}). "
-            "See the reasons above, fix the inputs or relax the audio rules in conf/prepare.yaml"
-        )
-    _write_outputs(output_dir, manifest, skipped, index)
+    with _flock(output_dir / STATE / "manifest.lock", wait=True):  # partitions finishing together take turns
+        markers = _verified_markers(chunks, cfg, output_dir)
+        versions = next((m["feature_versions"] for m in markers if m.get("feature_versions")), {})
+        manifest, skipped, index = build_manifest(markers, input_skips, cfg, digest, versions)
+        if manifest["written"] == 0:
+            reasons = ", ".join(f"{reason}: {count}" for reason, count in manifest["skipped_by_reason"].items())
+            raise NoValidSamplesError(
+                f"no usable utterance in {cfg.input.path} ({manifest['inputs']} inputs; skipped {reasons}). "
+                "See the reasons above, fix the inputs or relax the audio rules in conf/prepare.yaml"
+            )
+        _write_outputs(output_dir, manifest, skipped, index)
     print(format_summary(manifest))
     return manifest
+
+
+def _process(chunks: list[Chunk], cfg: DictConfig, output_dir: Path) -> None:
+    with tqdm(total=sum(len(c.keys) for c in chunks), desc="prepare", unit="utt", disable=not cfg.progress) as bar:
+        pooled = int(cfg.num_workers) > 1
+        for marker in _run_chunks(chunks, cfg, output_dir, lambda: bar.update(1)):
+            if pooled:  # pool workers cannot reach the bar: count whole chunks
+                bar.update(len(marker["records"]) + len(marker["skipped"]))
+
+
+def _verified_markers(chunks: list[Chunk], cfg: DictConfig, output_dir: Path) -> list[dict[str, Any]]:
+    """Every chunk's marker, after checking its shards; a chunk whose shards changed is redone once, here."""
+    problems = {}
+    for chunk in chunks:
+        problem = verify_marker(output_dir, json.loads(_done_path(output_dir, chunk).read_text()))
+        if problem is not None:
+            problems[chunk.name] = problem
+    if problems:
+        log.warning("redoing %d chunk(s) whose shards changed after they were written: %s", len(problems),
+                    "; ".join(problems.values()))
+        redo = [chunk for chunk in chunks if chunk.name in problems]
+        for chunk in redo:
+            _done_path(output_dir, chunk).unlink()
+        _process(redo, cfg, output_dir)
+    markers = [json.loads(_done_path(output_dir, chunk).read_text()) for chunk in chunks]
+    for marker in markers:
+        problem = verify_marker(output_dir, marker)
+        if problem is not None:
+            raise PrepareError(f"shard check failed after redoing it: {problem}; is another tool writing to "
+                               f"{output_dir}?")
+    return markers
 
 
 __all__ = [
     "AudioRules",
     "DatasetExistsError",
     "NoValidSamplesError",
+    "OutputInUseError",
+    "PrepareError",
     "build_extractors",
     "compose_config",
     "format_summary",

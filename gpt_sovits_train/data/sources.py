@@ -1,12 +1,15 @@
 """Read a corpus description into utterances: GPT-SoVITS ``.list``, LJSpeech ``metadata.csv``, or a folder.
 
-Problems that are visible before any audio is decoded (no transcript, audio file missing, malformed line)
-come back as :class:`Skip` records instead of exceptions, so one bad line never stops a corpus.
+Problems that are visible before any audio is decoded (no transcript, audio file missing, malformed line,
+a line that is not UTF-8, the same recording listed twice) come back as :class:`Skip` records naming the file
+and line instead of exceptions, so one bad line never stops a corpus. A UTF-8 byte-order mark (Windows editors
+write one) is ignored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,6 +28,7 @@ class Utterance:
     speaker: str
     language: str
     text: str
+    origin: str = ""  # where it was listed ("file:line"), for reports
 
 
 @dataclass(frozen=True)
@@ -43,13 +47,42 @@ def normalize_language(code: str) -> str | None:
     return LANGUAGE_ALIASES.get(code.strip().lower())
 
 
+BOM = b"\xef\xbb\xbf"
+
+
+def read_lines(path: Path, skips: list[Skip]) -> Iterator[tuple[str, str]]:
+    """``(where, line)`` for each non-empty UTF-8 line (``where`` is ``file:line``); a line in another encoding
+    becomes an ``undecodable_text`` skip and the rest of the file is still read."""
+    data = path.read_bytes()
+    data = data[len(BOM) :] if data.startswith(BOM) else data
+    for line_number, raw in enumerate(data.split(b"\n"), start=1):
+        where = f"{path.name}:{line_number}"
+        try:
+            line = raw.rstrip(b"\r").decode("utf-8")
+        except UnicodeDecodeError as error:
+            skips.append(Skip(where, "undecodable_text", _not_utf8(error, path.name)))
+            continue
+        if line.strip():
+            yield where, line
+
+
+def read_transcript(path: Path) -> str:
+    """A transcript file's text (BOM ignored); raises ``UnicodeDecodeError`` when it is not UTF-8."""
+    return path.read_bytes().decode("utf-8-sig").strip()
+
+
+def _not_utf8(error: UnicodeDecodeError, name: str) -> str:
+    return (
+        f"{name}: byte 0x{error.object[error.start]:02x} at offset {error.start} is not UTF-8; "
+        "re-save the file as UTF-8"
+    )
+
+
 def read_gpt_sovits_list(path: Path) -> tuple[list[Utterance], list[Skip]]:
     """``audio|speaker|language|text`` per line; relative audio paths are relative to the list's folder."""
-    utterances, skips = [], []
-    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path.name}:{line_number}"
+    utterances: list[Utterance] = []
+    skips: list[Skip] = []
+    for where, line in read_lines(path, skips):
         parts = line.split("|", 3)
         if len(parts) < 4:
             skips.append(Skip(where, "malformed_line", f"expected audio|speaker|language|text, got {line!r}"))
@@ -60,23 +93,23 @@ def read_gpt_sovits_list(path: Path) -> tuple[list[Utterance], list[Skip]]:
             skips.append(Skip(audio or where, "unsupported_language", f"language code {language!r}"))
             continue
         audio_path = Path(audio) if Path(audio).is_absolute() else path.parent / audio
-        utterances.append(Utterance(Path(audio).with_suffix("").as_posix(), str(audio_path), speaker, resolved, text))
+        utterance_id = Path(audio).with_suffix("").as_posix()
+        utterances.append(Utterance(utterance_id, str(audio_path), speaker, resolved, text, where))
     return utterances, skips
 
 
 def read_ljspeech(path: Path, speaker: str, language: str) -> tuple[list[Utterance], list[Skip]]:
     """``id|text[|normalized_text]`` per line with audio in ``wavs/<id>.wav`` next to the csv."""
-    utterances, skips = [], []
-    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+    utterances: list[Utterance] = []
+    skips: list[Skip] = []
+    for where, line in read_lines(path, skips):
         parts = line.split("|")
         if len(parts) < 2:
-            skips.append(Skip(f"{path.name}:{line_number}", "malformed_line", f"expected id|text, got {line!r}"))
+            skips.append(Skip(where, "malformed_line", f"expected id|text, got {line!r}"))
             continue
         text = parts[2] if len(parts) > 2 and parts[2].strip() else parts[1]
         audio_path = path.parent / "wavs" / f"{parts[0].strip()}.wav"
-        utterances.append(Utterance(parts[0].strip(), str(audio_path), speaker, language, text.strip()))
+        utterances.append(Utterance(parts[0].strip(), str(audio_path), speaker, language, text.strip(), where))
     return utterances, skips
 
 
@@ -99,8 +132,13 @@ def read_folder(root: Path, speaker: str | None, language: str) -> tuple[list[Ut
             skips.append(Skip(str(relative), "missing_transcript", "no .txt/.lab file next to the audio"))
             continue
         who = speaker or (relative.parts[0] if len(relative.parts) > 1 else root.name)
-        text = transcript.read_text(encoding="utf-8").strip()
-        utterances.append(Utterance(relative.with_suffix("").as_posix(), str(audio_path), who, language, text))
+        try:
+            text = read_transcript(transcript)
+        except UnicodeDecodeError as error:
+            skips.append(Skip(str(relative), "undecodable_text", _not_utf8(error, transcript.name)))
+            continue
+        utterance_id = relative.with_suffix("").as_posix()
+        utterances.append(Utterance(utterance_id, str(audio_path), who, language, text, str(relative)))
     return utterances, skips
 
 
@@ -122,13 +160,38 @@ def read_corpus(
     format = detect_format(path) if format == "auto" else format
     language = normalize_language(language) or language
     if format == "list":
-        return read_gpt_sovits_list(path)
-    if format == "ljspeech":
+        utterances, skips = read_gpt_sovits_list(path)
+    elif format == "ljspeech":
         csv = path / "metadata.csv" if path.is_dir() else path
-        return read_ljspeech(csv, speaker or csv.parent.name, language)
-    if format == "folder":
-        return read_folder(path, speaker, language)
-    raise ValueError(f"unknown input format {format!r}; use auto, list, ljspeech or folder")
+        utterances, skips = read_ljspeech(csv, speaker or csv.parent.name, language)
+    elif format == "folder":
+        utterances, skips = read_folder(path, speaker, language)
+    else:
+        raise ValueError(f"unknown input format {format!r}; use auto, list, ljspeech or folder")
+    unique, duplicates = deduplicate(utterances)
+    return unique, skips + duplicates
+
+
+def deduplicate(utterances: list[Utterance]) -> tuple[list[Utterance], list[Skip]]:
+    """Keep the first listing of each recording (same file however it is spelled); every repeat is a
+    ``duplicate_source`` skip. One recording twice would be trained on twice, or land in both splits."""
+    first: dict[str, Utterance] = {}
+    skips = []
+    for utterance in utterances:
+        source = os.path.realpath(utterance.audio_path)
+        if source in first:
+            kept = first[source]
+            same = "same text" if kept.text == utterance.text else f"text {utterance.text[:60]!r}"
+            skips.append(
+                Skip(
+                    utterance.audio_path,
+                    "duplicate_source",
+                    f"{utterance.origin} lists it again ({same}); kept {kept.origin}",
+                )
+            )
+            continue
+        first[source] = utterance
+    return list(first.values()), skips
 
 
 def count_by_reason(skips: Iterable[Skip | dict]) -> dict[str, int]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import soundfile as sf
 import torch
 
 from gpt_sovits_train.audio.io import AudioDecodeError, decode_audio, resample, to_mono
@@ -25,6 +26,8 @@ class AudioRules:
 
     min_seconds: float = 0.6
     max_seconds: float = 30.0
+    max_file_seconds: float = 60.0
+    max_phones_per_second: float = 30.0
     silence_threshold_db: float = -50.0
     max_clipped_fraction: float = 0.001
     clip_level: float = 0.999
@@ -60,10 +63,45 @@ class RejectedInput(Exception):
         self.reason, self.detail = reason, detail
 
 
+def check_header_duration(path: str, rules: AudioRules) -> None:
+    """Reject a file that is far too long from its header alone, before a byte of it is decoded.
+
+    Decoding a 2-hour recording costs gigabytes and a minute only to be told it is too long. Files up to
+    ``max_file_seconds`` are still decoded, because trimming leading/trailing silence may bring them under
+    ``max_seconds``. A header that cannot be read is left to the decoder, which names the problem.
+    """
+    try:
+        info = sf.info(path)
+    except (RuntimeError, sf.LibsndfileError, TypeError, ValueError):
+        return
+    seconds = info.frames / info.samplerate if info.samplerate > 0 else 0.0
+    limit = max(rules.max_file_seconds, rules.max_seconds)
+    if seconds > limit:
+        raise RejectedInput(
+            "too_long",
+            f"{seconds:.1f} s from the file header, over audio.max_file_seconds={limit:g}; "
+            "cut long recordings into clips first (e.g. gst-clone's slicer)",
+        )
+
+
+def check_text_rate(units: int, seconds: float, rules: AudioRules, what: str = "phones") -> None:
+    """Reject a transcript far too long for its audio (a pasted page on a 3 s clip): more than
+    ``max_phones_per_second`` phones per second of speech. Called first with characters, counted as a quarter
+    phone each (every v2 language produces more), so that a megabyte line never reaches the phonemizer."""
+    per_unit = 0.25 if what == "characters" else 1.0
+    if seconds > 0 and units * per_unit / seconds > rules.max_phones_per_second:
+        raise RejectedInput(
+            "implausible_text_length",
+            f"{units} {what} for {seconds:.2f} s of audio ({units / seconds:.0f}/s); "
+            f"audio.max_phones_per_second={rules.max_phones_per_second:g}",
+        )
+
+
 def load_clean_audio(path: str, rules: AudioRules) -> tuple[torch.Tensor, list[str]]:
     """Decode and clean one file to mono 32 kHz; returns (wav, notes about fixes applied)."""
     if not Path(path).is_file():
         raise RejectedInput("missing_audio", f"{path} does not exist")
+    check_header_duration(path, rules)
     try:
         decoded = decode_audio(path)
     except AudioDecodeError as error:
@@ -141,7 +179,10 @@ def bert_of(phonemized: Any, bert: Any) -> torch.Tensor | None:
 
 def build_sample(utterance: Utterance, key: str, rules: AudioRules, extractors: Extractors) -> dict[str, Any]:
     wav, notes = load_clean_audio(utterance.audio_path, rules)
+    seconds = wav.numel() / SAMPLE_RATE
+    check_text_rate(len(utterance.text), seconds, rules, "characters")
     phonemized = phonemize_text(utterance.text, utterance.language)
+    check_text_rate(len(phonemized.ids), seconds, rules)
     wav16 = resample(wav, SAMPLE_RATE, SSL_SAMPLE_RATE)
     half = torch.float16 if extractors.store_float16 else torch.float32
     ssl = extractors.ssl(wav16)

@@ -1,8 +1,8 @@
 """Resolve a model reference (local folder or Hugging Face hub id) to a local folder, never downloading.
 
 Extractors accept either form so configs can name ``TencentGameMate/chinese-hubert-base`` on a machine with
-a populated cache and a plain path elsewhere. Downloading is left to the user (``huggingface-cli download``)
-because data preparation must be reproducible offline.
+a populated cache and a plain path elsewhere. Downloading is left to the user (``hf download <id>``: the CLI
+that huggingface_hub installs) because data preparation must be reproducible offline.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def resolve_model_dir(reference: str | Path) -> Path:
     except Exception as error:  # huggingface_hub raises several unrelated types for "not cached"
         raise FileNotFoundError(
             f"model {reference!r} is neither a local folder nor in the Hugging Face cache; download it first "
-            f"(`huggingface-cli download {reference}`) or point the config at a local folder"
+            f"(`hf download {reference}`) or point the config at a local folder"
         ) from error
 
 

@@ -213,12 +213,13 @@ def read_pairs(path: str | Path) -> list[EvalItem]:
 
 
 def _optional_import(name: str) -> Any | None:
-    """Import an optional scorer package; ``None`` when it is missing or broken (e.g. needs pkg_resources)."""
+    """Import an optional scorer package; ``None`` only when it (or a module it needs, e.g. pkg_resources) is not
+    installed. Any other failure is a broken install and raises, so it cannot turn into a quiet "unavailable"."""
     import importlib
 
     try:
         return importlib.import_module(name)
-    except Exception:  # optional extras fail in many ways: ImportError, missing setuptools, broken binaries
+    except ImportError:
         return None
 
 

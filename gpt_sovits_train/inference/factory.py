@@ -86,9 +86,13 @@ def build_synthesizer(cfg: DictConfig | dict[str, Any]) -> Synthesizer:
     ``features.{ssl,bert,speaker,codec}``, ``device`` (``conf/synthesize.yaml``). The SoVITS network is prepared
     for inference (weight norms folded, ``enc_q`` dropped; :mod:`~gpt_sovits_train.inference.sovits_runtime`)."""
     device = torch.device(cfg["device"])
-    generate = build_gpt_generate(cfg["gpt"], device)
-    sovits = build_network(cfg["sovits"].get("net"), cfg["sovits"]["checkpoint"], "sovits")
-    sovits = prepare_sovits_for_inference(sovits, cfg["sovits"].get("precision") or "fp32", device)
+    runtime = cfg.get("runtime") or "exact"
+    if runtime == "exact":
+        generate = build_gpt_generate(cfg["gpt"], device)
+        sovits = build_network(cfg["sovits"].get("net"), cfg["sovits"]["checkpoint"], "sovits")
+        sovits = prepare_sovits_for_inference(sovits, cfg["sovits"].get("precision") or "fp32", device)
+    else:
+        generate, sovits = _selected_runtime(cfg, runtime, device)
     features = cfg["features"]
     return Synthesizer(
         generate=generate,
@@ -100,6 +104,23 @@ def build_synthesizer(cfg: DictConfig | dict[str, Any]) -> Synthesizer:
         device=device,
         codec_tokenizer=instantiate(features["codec"]) if features.get("codec") else None,
     )
+
+
+def _selected_runtime(cfg: DictConfig | dict[str, Any], runtime: str, device: torch.device):
+    """``runtime=fast|auto``: engines picked per CPU behind the quality gate (:mod:`gpt_sovits_train.runtime`)."""
+    from gpt_sovits_train.runtime.selection import select_runtime
+
+    if device.type != "cpu":
+        raise ValueError(f"runtime={runtime} picks CPU engines; use runtime=exact with device={device}")
+
+    def build_sovits(precision: str) -> torch.nn.Module:
+        network = build_network(cfg["sovits"].get("net"), cfg["sovits"]["checkpoint"], "sovits")
+        return prepare_sovits_for_inference(network, precision, device)
+
+    gpt_cfg = cfg["gpt"]
+    file = read_network_file(gpt_cfg["checkpoint"], "gpt")  # read once: weights and the v2 config inside
+    choice = select_runtime(runtime, file.weights, gpt_heads(gpt_cfg, file.v2_config), build_sovits)
+    return decoder_generate_fn(choice.gpt), choice.sovits
 
 
 def decoder_generate_fn(decoder: T2SDecoder) -> GenerateFn:

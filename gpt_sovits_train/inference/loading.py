@@ -14,16 +14,17 @@ from pathlib import Path
 from torch import nn
 
 from gpt_sovits_train.interchange.checkpoints import (
+    RESOLVED_CONFIG,
     gpt_config_from_v2,
     gpt_network_from_v2,
     load_network,
+    network_config_beside,
     network_from_v2_file,
     network_weights,
     read_network_file,
     sovits_network_from_v2,
     sovits_network_from_v2_config,
 )
-from gpt_sovits_train.interchange.safe_config import check_travelling_config
 
 __all__ = [
     "build_network",
@@ -36,32 +37,6 @@ __all__ = [
     "sovits_network_from_v2",
     "sovits_network_from_v2_config",
 ]
-
-RESOLVED_CONFIG = "resolved_config.yaml"
-
-
-def network_config_beside(checkpoint: str | Path) -> dict | None:
-    """The ``model.net`` config of the training run that wrote ``checkpoint``, or None.
-
-    ``gst-train`` writes ``resolved_config.yaml`` into its run folder and checkpoints into ``<run>/checkpoints/``,
-    so a checkpoint of ours is enough to rebuild its network: the user need not repeat the preset. The file
-    travels with downloaded checkpoints, so every ``_target_`` in it is checked against our own network classes
-    (:func:`~gpt_sovits_train.interchange.safe_config.check_travelling_config`) before it is returned.
-    """
-    from omegaconf import OmegaConf
-
-    path = Path(checkpoint).resolve()
-    for folder in (path.parent, path.parent.parent):
-        resolved = folder / RESOLVED_CONFIG
-        if resolved.is_file():
-            net = OmegaConf.select(OmegaConf.load(resolved), "model.net")
-            if net is None:
-                return None
-            plain = OmegaConf.to_container(net, resolve=False)
-            check_travelling_config(plain, f"{resolved} (model.net)")
-            return plain
-    return None
-
 
 def build_network(net_cfg: Mapping | nn.Module | None, checkpoint: str | Path, kind: str) -> nn.Module:
     """Network for ``kind`` with weights loaded: from ``net_cfg`` when given (a config, or a network Hydra already

@@ -335,15 +335,22 @@ class Synthesizer:
         reference: Reference | PreparedReference,
         settings: SamplingSettings | None = None,
         output: str | Path | None = None,
+        on_sentence: Callable[[int, int, str, int, float], None] | None = None,
     ) -> SynthesisResult:
-        """Synthesize ``text``; with ``output`` also write the file (format from its suffix) with AI metadata."""
+        """Synthesize ``text``; with ``output`` also write the file (format from its suffix) with AI metadata.
+
+        ``on_sentence(index, total, sentence, tokens, audio_seconds)`` is called after each sentence (progress on
+        long texts: ``gst-synthesize`` prints it)."""
         settings = settings or SamplingSettings()
         pause = torch.zeros(int(SAMPLE_RATE * settings.pause_seconds))
         pieces, tokens, sentences, stages = [], [], [], {}
+        total = len([s for s in split_sentences(text, settings.max_sentence_chars) if s.strip()])
         for sentence, wav, sentence_tokens, spent in self.iter_sentences(text, language, reference, settings):
             pieces += [wav, pause]
             tokens.append(sentence_tokens)
             sentences.append(sentence)
+            if on_sentence is not None:
+                on_sentence(len(sentences), total, sentence, int(sentence_tokens.numel()), wav.numel() / SAMPLE_RATE)
             for name, seconds in spent.items():
                 stages[name] = stages.get(name, 0.0) + seconds
         result = SynthesisResult(torch.cat(pieces), SAMPLE_RATE, sentences, stages, tokens)

@@ -26,6 +26,7 @@ from gpt_sovits_train.interchange.gpt_sovits_v2 import (
     load_weights_strict,
     sovits_v2_from_raw,
 )
+from gpt_sovits_train.interchange.safe_config import check_travelling_config
 from gpt_sovits_train.interchange.safe_load import load_checkpoint, read_version_header
 
 LIGHTNING_NET_PREFIX = "net."
@@ -53,7 +54,8 @@ def read_network_file(path: str | Path, kind: str) -> NetworkFile:
     if kind not in KINDS:
         raise ValueError(f"kind must be 'gpt' or 'sovits', got {kind!r}")
     path = Path(path)
-    header = read_version_header(path) if path.is_file() and path.suffix != ".safetensors" else None
+    stamped = kind == "sovits" and path.is_file() and path.suffix != ".safetensors"
+    header = read_version_header(path) if stamped else None  # 2 bytes; only SoVITS files carry a version tag
     raw = load_checkpoint(path)
     if "weight" in raw:  # official v2 file
         parsed = gpt_v2_from_raw(raw, path) if kind == "gpt" else sovits_v2_from_raw(raw, path, header)
@@ -78,9 +80,10 @@ def network_weights(path: str | Path, kind: str) -> dict[str, torch.Tensor]:
     return read_network_file(path, kind).weights
 
 
-def load_network(network: nn.Module, source: str | Path | NetworkFile, kind: str) -> nn.Module:
-    """Load a file (or one already read) into ``network`` (strict, readable errors) and switch it to eval mode."""
-    file = source if isinstance(source, NetworkFile) else read_network_file(source, kind)
+def load_network(network: nn.Module, path: str | Path | NetworkFile, kind: str) -> nn.Module:
+    """Load a file (or one already read) into ``network`` (strict, readable errors) and switch it to eval mode.
+    Configs name this function (``clone`` builds a semantic extractor with it), so the keywords stay as they are."""
+    file = path if isinstance(path, NetworkFile) else read_network_file(path, kind)
     ignore = (POSTERIOR_ENCODER_PREFIX,) if kind == "sovits" else ()
     load_weights_strict(network, file.weights, ignore_prefixes=ignore)
     return network.eval()
@@ -161,3 +164,29 @@ def load_gpt_init(model: nn.Module, path: str | Path) -> dict[str, Any]:
     target_dtype = next(model.parameters()).dtype
     model.load_state_dict({k: v.to(target_dtype) for k, v in file.weights.items()}, strict=True)
     return file.v2_config or {}
+
+
+RESOLVED_CONFIG = "resolved_config.yaml"
+
+
+def network_config_beside(checkpoint: str | Path) -> dict | None:
+    """The ``model.net`` config of the training run that wrote ``checkpoint``, or None.
+
+    ``gst-train`` writes ``resolved_config.yaml`` into its run folder and checkpoints into ``<run>/checkpoints/``,
+    so a checkpoint of ours is enough to rebuild its network: the user need not repeat the preset. The file
+    travels with downloaded checkpoints, so every ``_target_`` in it is checked against our own network classes
+    (:func:`~gpt_sovits_train.interchange.safe_config.check_travelling_config`) before it is returned.
+    """
+    from omegaconf import OmegaConf
+
+    path = Path(checkpoint).resolve()
+    for folder in (path.parent, path.parent.parent):
+        resolved = folder / RESOLVED_CONFIG
+        if resolved.is_file():
+            net = OmegaConf.select(OmegaConf.load(resolved), "model.net")
+            if net is None:
+                return None
+            plain = OmegaConf.to_container(net, resolve=False)
+            check_travelling_config(plain, f"{resolved} (model.net)")
+            return plain
+    return None

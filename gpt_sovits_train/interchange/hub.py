@@ -3,7 +3,7 @@
 The folder is always assembled locally first (``dry_run`` stops there), so what would be uploaded can be inspected
 and tests never touch the network. The access token is read from ``HF_TOKEN`` at upload time and passed straight to
 ``huggingface_hub``; it is never printed, logged or written into the folder. The folder holds exactly
-:data:`PUBLISHED_FILES`: the config is written with secret-looking values redacted (a token passed as
+:data:`PUBLISHED_FILES`: each stage's training config is written with secret-looking values redacted (a token passed as
 ``+hf_token=...`` included) and local absolute paths cut to their file names, and only those files are uploaded
 (no logs, no stray files a user left in the folder).
 """
@@ -27,7 +27,13 @@ from gpt_sovits_train.interchange.redact import redact
 
 log = logging.getLogger(__name__)
 TOKEN_ENV = "HF_TOKEN"
-PUBLISHED_FILES = ("gpt.safetensors", "sovits.safetensors", "config.yaml", "README.md")
+PUBLISHED_FILES = (
+    "gpt/model.safetensors",
+    "gpt/resolved_config.yaml",
+    "sovits/model.safetensors",
+    "sovits/resolved_config.yaml",
+    "README.md",
+)
 
 
 def shareable_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,6 +87,28 @@ def _weights_to_safetensors(weights: Mapping[str, torch.Tensor], path: Path) -> 
     save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(path))
 
 
+GPT_WEIGHTS = "gpt/model.safetensors"
+SOVITS_WEIGHTS = "sovits/model.safetensors"
+RUN_CONFIG = "resolved_config.yaml"
+# Run from inside the published folder; ref.wav is a 3-10 s clip of the voice, its transcript goes in
+# reference.text. Kept a working command: the docs test runs it (tests/docs).
+USAGE = (
+    f"gst-synthesize gpt.checkpoint={GPT_WEIGHTS} sovits.checkpoint={SOVITS_WEIGHTS} \\\n"
+    "  reference.audio=ref.wav \"reference.text='The words spoken in ref.wav.'\" reference.language=en \\\n"
+    "  \"text='Hello there.'\" output=out.wav"
+)
+
+
+def training_config_beside(checkpoint: str | Path) -> dict[str, Any] | None:
+    """The resolved training config (``resolved_config.yaml``) of the ``gst-train`` run that wrote
+    ``checkpoint`` (in the run folder or its ``checkpoints/``), read as plain YAML data; None if absent."""
+    path = Path(checkpoint).resolve()
+    for folder in (path.parent, path.parent.parent):
+        if (folder / RUN_CONFIG).is_file():
+            return yaml.safe_load((folder / RUN_CONFIG).read_text(encoding="utf-8"))
+    return None
+
+
 def build_model_card(
     name: str, data: TrainingDataSummary, metrics: Mapping[str, float], base_model: str = "GPT-SoVITS v2"
 ) -> str:
@@ -126,14 +154,16 @@ prototyping and research. Not for impersonation, fraud, harassment, political de
 speaker's consent, and not for bypassing voice authentication.
 
 ## Files
-* `gpt.safetensors`, `sovits.safetensors`: weights (our key names = GPT-SoVITS v2 key names).
-* `config.yaml`: the resolved Hydra configuration used for training and synthesis.
+* `gpt/model.safetensors`, `sovits/model.safetensors`: weights (our key names = GPT-SoVITS v2 key names).
+* `gpt/resolved_config.yaml`, `sovits/resolved_config.yaml`: the resolved training configuration of each stage
+  (synthesis rebuilds each network from the one beside its weights).
 
 ## How to use
 ```bash
-gst-synthesize model.gpt_checkpoint=gpt.safetensors model.sovits_checkpoint=sovits.safetensors \\
-  reference.audio=ref.wav reference.text="..." text="Hello there." output=out.wav
+{USAGE}
 ```
+`features.ssl.model` / `features.bert.model` name the HuBERT and BERT models the training data was prepared with
+(defaults: the v2 Chinese ones).
 """
 
 
@@ -141,20 +171,23 @@ def prepare_publish_folder(
     folder: str | Path,
     gpt_weights: Mapping[str, torch.Tensor],
     sovits_weights: Mapping[str, torch.Tensor],
-    config: Mapping[str, Any],
+    configs: Mapping[str, Mapping[str, Any]],
     data: TrainingDataSummary,
     metrics: Mapping[str, float] | None = None,
     name: str = "gpt-sovits-voice",
 ) -> Path:
-    """Write everything that would be uploaded into ``folder`` and return it."""
+    """Write everything that would be uploaded into ``folder`` and return it. ``configs`` maps ``"gpt"`` and
+    ``"sovits"`` to the resolved training config of each stage (each goes beside its weights)."""
+    missing = [stage for stage in ("gpt", "sovits") if not configs.get(stage)]
+    if missing:
+        raise ValueError(f"no training config for {missing}: publish checkpoints written by gst-train")
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    _weights_to_safetensors(gpt_weights, folder / "gpt.safetensors")
-    # Exported SoVITS files never carry the training-only posterior encoder.
-    _weights_to_safetensors(
-        {k: v for k, v in sovits_weights.items() if not k.startswith("enc_q.")}, folder / "sovits.safetensors"
-    )
-    (folder / "config.yaml").write_text(yaml.safe_dump(shareable_config(config), sort_keys=False))
+    for stage, weights in (("gpt", gpt_weights), ("sovits", sovits_weights)):
+        (folder / stage).mkdir(parents=True, exist_ok=True)
+        # Exported SoVITS files never carry the training-only posterior encoder.
+        kept = {k: v for k, v in weights.items() if not k.startswith("enc_q.")}
+        _weights_to_safetensors(kept, folder / stage / "model.safetensors")
+        (folder / stage / RUN_CONFIG).write_text(yaml.safe_dump(shareable_config(configs[stage]), sort_keys=False))
     (folder / "README.md").write_text(build_model_card(name, data, dict(metrics or {})))
     return folder
 

@@ -4,14 +4,17 @@ Training logic only; the network is ``models.gpt.Text2SemanticModel`` (``net``),
 ``conf/model/gpt/<preset>.yaml``. Batches follow docs/design.md (phonemes right-padded with 0, semantic ids
 right-padded with EOS 1024, BERT zero-padded).
 
-Optimizer choice: AdamW with linear warmup then cosine decay (``warmup_cosine``). v2 trains with ScaledAdam at a
-0.01 peak; ScaledAdam's update scale does not carry over to AdamW, so the defaults use an AdamW-sized peak (see
-``conf/model/gpt.yaml``) with the same warmup→decay shape as v2's schedule.
+Optimization: two recipes (``conf/model/gpt_optim/``, docs/training.md "GPT optimizer recipes").
+- ``v2`` (the v2 fine-tune experiments): ScaledAdam with v2's schedule as it runs (0.01 for the first step,
+  0.002 after) and v2's manual stepping (``v2_step_every=4``: step when ``batch_idx > 0 and batch_idx % 4 == 0``,
+  so 5 batches are summed before the first step, 4 before each later one, and leftovers carry into the next
+  epoch). Its trajectory matches the reference's own trainer (tests/training/test_v2_trajectory_gpt.py).
+- ``adamw`` (the plain ``model=gpt`` default: demos, pre-training, cloning): Lightning's automatic optimization
+  with AdamW and a warmup-cosine schedule, so the Trainer's gradient clipping and accumulation apply.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -34,25 +37,6 @@ from gpt_sovits_train.models.gpt.sampling import SamplingOptions
 REQUIRED_KEYS = ("phoneme_ids", "phoneme_ids_len", "bert_feature", "semantic_ids", "semantic_ids_len")
 
 
-def warmup_cosine(
-    optimizer: torch.optim.Optimizer,
-    warmup_steps: int = 2000,
-    total_steps: int = 40000,
-    start_factor: float = 1e-3,
-    end_factor: float = 1e-2,
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """LR × factor: linear from ``start_factor`` to 1 over ``warmup_steps``, cosine down to ``end_factor`` at
-    ``total_steps``, flat afterwards (v2's shape: 1e-5 → 1e-2 → 1e-4 relative to a 1e-2 peak)."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return start_factor + (1.0 - start_factor) * step / max(1, warmup_steps)
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return end_factor + (1.0 - end_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 class GPTModule(pl.LightningModule):
     """Teacher-forced training of the text-to-semantic transformer.
 
@@ -72,6 +56,10 @@ class GPTModule(pl.LightningModule):
             no EOS, far below = skipped words) and ``val/gen_eos_rate``.
         validation_vocoder: ``(codes, phone_ids) -> wav`` (e.g. ``inference.vocoder.ReferenceVocoder``) that
             makes those generations audible in the logger.
+        v2_step_every: None = Lightning's automatic optimization (Trainer clipping/accumulation apply; the
+            scheduler steps after every optimizer step). N = v2's manual stepping: gradients of every batch are
+            summed and the optimizer steps when ``batch_idx > 0 and batch_idx % N == 0`` (v2: 4), then the
+            scheduler; the Trainer's ``gradient_clip_val`` and ``accumulate_grad_batches`` must stay unset.
     """
 
     def __init__(
@@ -87,8 +75,12 @@ class GPTModule(pl.LightningModule):
         loss_normalization: str = "sum",
         num_val_generations: int = 2,
         validation_vocoder: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        v2_step_every: int | None = None,
     ) -> None:
         super().__init__()
+        if v2_step_every is not None and v2_step_every < 1:
+            raise ValueError(f"v2_step_every must be >= 1 or null, got {v2_step_every}")
+        self.automatic_optimization = v2_step_every is None
         if loss_normalization not in ("sum", "token"):
             raise ValueError(f"loss_normalization must be 'sum' or 'token', got {loss_normalization!r}")
         # the network and the optimizer/scheduler factories stay out of hparams: checkpoints must load with weights_only
@@ -160,7 +152,35 @@ class GPTModule(pl.LightningModule):
         self.log("train/tokens", float(self.tokens_in_batch(batch)), reduce_fx="sum", batch_size=size)
         if self.trainer is not None and self.trainer.optimizers:
             self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=size)
+        if not self.automatic_optimization:
+            self._v2_manual_step(out["loss"], batch_idx)
         return out["loss"]
+
+    def _v2_manual_step(self, loss: torch.Tensor, batch_idx: int) -> None:
+        """v2's stepping: sum this batch's gradients in; step (then the schedule) when batch_idx > 0 and
+        batch_idx % N == 0. Gradients left at an epoch's end are kept and join the next epoch's first step."""
+        self.manual_backward(loss)
+        every = self.hparams.v2_step_every
+        if batch_idx > 0 and batch_idx % every == 0:
+            optimizer = self.optimizers()
+            optimizer.step()
+            optimizer.zero_grad()
+            self._log_step_stats(optimizer)
+            scheduler = self.lr_schedulers()
+            if scheduler is not None:
+                scheduler.step()
+
+    def on_before_zero_grad(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.automatic_optimization:
+            self._log_step_stats(optimizer)
+
+    def _log_step_stats(self, optimizer: Any) -> None:
+        """Gradient norm before and after the optimizer's own clipping, where it reports one (ScaledAdam)."""
+        stats = getattr(getattr(optimizer, "optimizer", optimizer), "last_stats", None)
+        if stats:
+            norm = stats[0]["grad_norm"]
+            self.log("train/grad_norm", norm, batch_size=1)
+            self.log("train/grad_norm_clipped", norm * stats[0]["clip_factor"], batch_size=1)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         out = self.compute_losses(batch)
@@ -215,6 +235,7 @@ class GPTModule(pl.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)
+        # manual (v2) stepping calls the scheduler itself after each optimizer step; automatic: Lightning does
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def state_dict_v2(self) -> dict[str, torch.Tensor]:

@@ -8,8 +8,9 @@ handles them; a non-finite loss skips the step (logged as `train/skipped_nonfini
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import lightning as L
@@ -57,7 +58,10 @@ class SoVITSModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
-        self.save_hyperparameters(ignore=["net", "discriminator"])
+        # factories stay out of hparams: checkpoints must load with weights_only (plain data only)
+        self.save_hyperparameters(ignore=["net", "discriminator", "optimizer", "scheduler"])
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
         self.net = net
         self.discriminator = discriminator
         self.validation_audio: list[dict] = []  # filled by validation, read by the audio-logging callback
@@ -113,14 +117,12 @@ class SoVITSModule(L.LightningModule):
         other_params = [
             p for n, p in self.net.named_parameters() if p.requires_grad and not n.startswith(TEXT_PATH_PREFIXES)
         ]
-        base_lr = self.hparams.optimizer.keywords.get("lr", 1e-4)
-        opt_g = self.hparams.optimizer(
-            [{"params": other_params}, {"params": text_params, "lr": base_lr * self.hparams.text_low_lr_rate}]
-        )
-        opt_d = self.hparams.optimizer(self.discriminator.parameters())
-        if self.hparams.scheduler is None:
+        opt_g = self.optimizer_factory([{"params": other_params}, {"params": text_params}])
+        opt_g.param_groups[1]["lr"] = opt_g.defaults["lr"] * self.hparams.text_low_lr_rate  # v2: text path x0.4
+        opt_d = self.optimizer_factory(self.discriminator.parameters())
+        if self.scheduler_factory is None:
             return [opt_g, opt_d]
-        return [opt_g, opt_d], [self.hparams.scheduler(opt_g), self.hparams.scheduler(opt_d)]
+        return [opt_g, opt_d], [self.scheduler_factory(opt_g), self.scheduler_factory(opt_d)]
 
     # --- training ---------------------------------------------------------------------------------------
     @property
@@ -178,6 +180,7 @@ class SoVITSModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._check_batch(batch)
+        self.nonfinite_terms: list[str] = []  # what this step skipped; callbacks.nan_guard counts and stops on it
         opt_g, opt_d = self.optimizers()
         accumulate = self.hparams.accumulate_grad_batches
         step_now = (batch_idx + 1) % accumulate == 0
@@ -186,16 +189,19 @@ class SoVITSModule(L.LightningModule):
         # Discriminator step on detached generator output.
         scores_real, scores_fake, _, _ = self.discriminator(y, out.y_hat.detach())
         loss_d, _, _ = discriminator_loss(scores_real, scores_fake)
-        if self._finite_or_skip(loss_d, "disc"):
+        if self._finite_or_skip(loss_d, "disc", {"loss_disc": loss_d}):
             self.manual_backward(loss_d / accumulate)
             if step_now:
-                self._clip_step(opt_d, "disc")
+                with self._scaler_update_after_generator():
+                    self._clip_step(opt_d, "disc")
         # Generator step, against the discriminator as just updated (as v2 does); no discriminator grads.
         loss_gen, loss_fm = generator_gan_losses(self.discriminator, y, out.y_hat)
         loss_mel = mel_reconstruction_loss(y_mel, y_hat_mel)
         loss_kl = kl_loss(out.z_p, out.logs_q, out.m_p, out.logs_p, out.y_mask)
         loss_g = loss_gen + loss_fm + self.hparams.c_mel * loss_mel + self.hparams.c_kl * loss_kl + out.commit_loss
-        if self._finite_or_skip(loss_g, "gen"):
+        terms = {"loss_gen": loss_gen, "loss_fm": loss_fm, "loss_mel": self.hparams.c_mel * loss_mel,
+                 "loss_kl": self.hparams.c_kl * loss_kl, "loss_commit": out.commit_loss}  # as weighted in loss_g
+        if self._finite_or_skip(loss_g, "gen", terms):
             self.manual_backward(loss_g / accumulate)
             if step_now:
                 self._clip_step(opt_g, "gen")
@@ -211,9 +217,11 @@ class SoVITSModule(L.LightningModule):
         }.items():
             self.log(f"train/{name}", value.detach().float(), prog_bar=name == "loss_mel", batch_size=bs)
 
-    def _finite_or_skip(self, loss: Tensor, which: str) -> bool:
+    def _finite_or_skip(self, loss: Tensor, which: str, terms: dict[str, Tensor] | None = None) -> bool:
         finite = bool(torch.isfinite(loss.detach()).all())
         if not finite:
+            bad = [name for name, term in (terms or {}).items() if not torch.isfinite(term.detach()).all()]
+            self.nonfinite_terms = [*getattr(self, "nonfinite_terms", []), *(bad or [f"{which} loss"])]
             log.warning("non-finite %s loss at step %d; skipping that update", which, self.global_step)
             self.log(f"train/skipped_nonfinite_{which}", 1.0)
         return finite
@@ -223,6 +231,25 @@ class SoVITSModule(L.LightningModule):
         trainer = getattr(self, "_trainer", None)
         plugin = getattr(trainer, "precision_plugin", None) if trainer is not None else None
         return getattr(plugin, "scaler", None)
+
+    @contextlib.contextmanager
+    def _scaler_update_after_generator(self) -> Iterator[None]:
+        """v2's fp16 loss scaling: one GradScaler, updated once per batch after both steps.
+
+        Lightning's precision plugin updates its scaler after every ``optimizer.step()``; s2_train.py steps D,
+        then G, then calls ``scaler.update()`` once, so an overflow in either network backs the scale off once
+        and the growth interval counts batches. Holding the update back during the discriminator's step gives
+        exactly that: the generator's step then updates with the inf checks of both optimizers.
+        """
+        scaler = self._grad_scaler()
+        if scaler is None:
+            yield
+            return
+        scaler.update = lambda new_scale=None: None  # instance attribute shadows the method for this step only
+        try:
+            yield
+        finally:
+            del scaler.update
 
     def _clip_step(self, optimizer, which: str) -> None:
         """Step unless a gradient is non-finite; a skip is logged and leaves the weights untouched.
@@ -243,13 +270,20 @@ class SoVITSModule(L.LightningModule):
         elif self._grads_finite(optimizer):
             optimizer.step()
         else:
+            self.nonfinite_terms = [*getattr(self, "nonfinite_terms", []), f"{which} gradients"]
             log.warning("non-finite %s gradients at step %d; skipping that update", which, self.global_step)
             self.log(f"train/skipped_nonfinite_grad_{which}", 1.0)
         optimizer.zero_grad(set_to_none=True)
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        """Clip by norm here: Lightning calls this after the fp16 scaler unscaled the gradients (clipping
-        right after ``manual_backward`` would compare scaled gradients with the threshold)."""
+        """Measure (as v2 logs ``grad_norm_g``/``grad_norm_d``) and clip by norm here: Lightning calls this after
+        the fp16 scaler unscaled the gradients (right after ``manual_backward`` they would still be scaled)."""
+        first = optimizer.param_groups[0]["params"][:1]
+        which = "disc" if first and first[0] is next(self.discriminator.parameters()) else "gen"
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if grads:
+            self.log(f"train/grad_norm_{which}", torch.linalg.vector_norm(torch.stack(
+                [torch.linalg.vector_norm(g.detach().float()) for g in grads])), batch_size=1)
         if self.hparams.grad_clip_norm:
             self.clip_gradients(
                 optimizer, gradient_clip_val=self.hparams.grad_clip_norm, gradient_clip_algorithm="norm"

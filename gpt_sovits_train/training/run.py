@@ -24,11 +24,13 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 import gpt_sovits_train.training.resolvers  # noqa: F401  (registers ${gst_*:} resolvers)
+from gpt_sovits_train.callbacks.nan_guard import NonFiniteTrainingError
 from gpt_sovits_train.callbacks.preemption import PreemptionCheckpoint
 from gpt_sovits_train.interchange.redact import redact, redacted_argv
 from gpt_sovits_train.interchange.safe_config import UnsafeConfigError
 from gpt_sovits_train.interchange.safe_load import CheckpointReadError, UnsafeCheckpointError
 from gpt_sovits_train.training.instantiate import instantiate_callbacks, instantiate_loggers
+from gpt_sovits_train.training.run_lock import run_folder_lock
 
 log = logging.getLogger(__name__)
 
@@ -137,33 +139,54 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, 
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     loggers = instantiate_loggers(cfg.get("logger"))
     if not loggers and any(isinstance(cb, LearningRateMonitor) for cb in callbacks):
-        log.info("logger=null: dropping the learning-rate monitor (it has nowhere to log)")
+        log.info("no logger (~logger): dropping the learning-rate monitor (it has nowhere to log)")
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return datamodule, model, trainer
 
 
+def run_folder(cfg: DictConfig) -> Path | None:
+    """The folder this run writes (``paths.output_dir``, Hydra's run folder), or None outside a Hydra run."""
+    try:
+        folder = OmegaConf.select(cfg, "paths.output_dir", throw_on_resolution_failure=True)
+    except Exception:
+        return None
+    return Path(str(folder)) if folder else None
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the configured stage; returns metrics, best/last checkpoint paths, final step and status.
 
-    ``status`` is ``"finished"``, or ``"preempted"`` when a SIGTERM/SIGUSR1 stopped the run after writing
-    ``preempted_checkpoint``.
+    ``status`` is ``"finished"``; ``"preempted"`` when a SIGTERM/SIGUSR1 stopped the run after writing
+    ``preempted_checkpoint``; or ``"diverged"`` when the NaN guard stopped it (``error`` says which loss terms and
+    batch went non-finite; ``diverged_checkpoint`` holds the weights at that point). The run folder is locked
+    for the duration: a second process training into it is refused (:mod:`~gpt_sovits_train.training.run_lock`).
     """
+    folder = run_folder(cfg)
+    if folder is None:
+        return _train(cfg)
+    with run_folder_lock(folder):
+        return _train(cfg)
+
+
+def _train(cfg: DictConfig) -> dict[str, Any]:
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"))  # before building anything: a wrong path fails at once
     datamodule, model, trainer = build(cfg)
     log_resolved_config(cfg, trainer)
     fit_model: Any = torch.compile(model) if cfg.get("compile", False) else model
-    status = "finished"
+    status, error = "finished", None
     try:
         # weights_only=True also where a user swapped AtomicCheckpointIO (our safe reader) for another plugin.
-        trainer.fit(fit_model, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.get("ckpt_path")),
-                    weights_only=True)
-    except pickle.UnpicklingError as error:
+        trainer.fit(fit_model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except pickle.UnpicklingError as unpickling:
         raise UnsafeCheckpointError(
             f"refused to resume from {cfg.get('ckpt_path')}: it holds pickled objects that are not plain training "
             "state; nothing was executed. Only resume from checkpoints you trust"
-        ) from error
+        ) from unpickling
     except SIGTERMException:
         status = "preempted"
+    except NonFiniteTrainingError as diverged:
+        status, error = "diverged", str(diverged)
     finally:
         finish_wandb_run()
     preemption = next((cb for cb in trainer.callbacks if isinstance(cb, PreemptionCheckpoint)), None)
@@ -172,6 +195,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if status == "finished" and not trainer.interrupted:
         save_final_checkpoint(trainer)
     best, last = _checkpoint_paths(trainer)
+    guard = next((cb for cb in trainer.callbacks if hasattr(cb, "diverged_checkpoint")), None)
     result = {
         "status": status,
         "metrics": _scalar_metrics(trainer),
@@ -186,5 +210,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "rank": int(trainer.global_rank),
         "weights_fingerprint": weights_fingerprint(model),
     }
+    if guard is not None:
+        result["skipped_nonfinite_steps"] = guard.skipped_steps
+    if status == "diverged":
+        result |= {"error": error, "diverged_checkpoint": getattr(guard, "diverged_checkpoint", None)}
     write_result(result, trainer.default_root_dir, trainer.global_rank)
     return result

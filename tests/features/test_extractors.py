@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -58,8 +62,11 @@ def test_encodec_tokens(tmp_path):
 
 
 def test_missing_model_says_how_to_get_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match="huggingface-cli download"):
+    with pytest.raises(FileNotFoundError, match="hf download") as raised:
         resolve_model_dir("no-such-org/no-such-model")
+    # the command it names exists here (huggingface_hub installs `hf`; `huggingface-cli` is gone from new releases)
+    program = str(raised.value).split("`")[1].split()[0]
+    assert (Path(sys.executable).parent / program).is_file() or shutil.which(program), program
 
 
 def test_semantic_adapter_rejects_networks_without_extract_latent():

@@ -114,3 +114,25 @@ def test_resolved_config_of_our_own_preset_builds(tmp_path: Path) -> None:
     built = build_network(None, checkpoint, "gpt")
     for key, value in network_weights(checkpoint, "gpt").items():
         assert torch.equal(built.state_dict()[key], value)
+
+
+def test_v2_gpt_file_is_deserialized_once_per_synthesizer_build(tmp_path: Path, monkeypatch) -> None:
+    """The cached backend needs the weights and the head count: both come from one read of the file."""
+    from gpt_sovits_train.inference.factory import build_gpt_generate
+    from gpt_sovits_train.interchange.gpt_sovits_v2 import gpt_v2_config, write_gpt_v2
+    from gpt_sovits_train.models.gpt.model import GPTConfig, Text2SemanticModel
+
+    config = GPTConfig(embedding_dim=16, hidden_dim=16, num_heads=2, num_layers=1, ffn_dim=64)
+    weights = Text2SemanticModel(config).state_dict()
+    path = write_gpt_v2(weights, gpt_v2_config(weights, heads=2), tmp_path / "s1v2.ckpt")
+    reads: list[str] = []
+    real_load = torch.load
+
+    def counting_load(source, *args, **kwargs):
+        reads.append(str(source))
+        return real_load(source, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting_load)
+    generate = build_gpt_generate({"checkpoint": str(path), "backend": "cached"}, torch.device("cpu"))
+    assert reads == [str(path)]
+    assert generate.decoder.decoder.model.cfg.num_heads == 2

@@ -48,8 +48,12 @@ def test_synthesize_writes_marked_wav(tiny_synthesizer, reference_clip, transcri
     settings = SamplingSettings(top_k=5, max_seconds=2.0, seed=1)
     reference = Reference(reference_clip, transcript, "en")
     out = tmp_path / "out.wav"
-    result = tiny_synthesizer.synthesize("Good morning. 你好世界。", "auto", reference, settings, output=out)
+    progress = []  # gst-synthesize prints these: one line per sentence on long texts
+    result = tiny_synthesizer.synthesize("Good morning. 你好世界。", "auto", reference, settings, output=out,
+                                         on_sentence=lambda *report: progress.append(report))
     print(result.report())
+    assert [(i, n) for i, n, *_ in progress] == [(1, 2), (2, 2)]
+    assert [tokens for *_, tokens, _ in progress] == [int(t.numel()) for t in result.semantic_tokens]
     assert out.is_file() and is_marked_ai_generated(out)
     assert "tiny-demo-voice" in read_ai_metadata(out)["comment"]
     data, rate = sf.read(out)

@@ -70,6 +70,10 @@ def test_cli_export_round_trip(ref_dir: Path, tmp_path: Path) -> None:
         for key, value in expected.items():
             assert torch.equal(back[key], value), key
     assert (out / "onnx" / "t2s_prefill.onnx").is_file() and (out / "onnx" / "t2s_step.onnx").is_file()
+    import onnxruntime  # the README promises the SoVITS decoder too: it loads and names its inputs
+
+    session = onnxruntime.InferenceSession(str(out / "onnx" / "sovits_decode.onnx"))
+    assert [i.name for i in session.get_inputs()] == ["codes", "text", "refer_spec"]
     resolved = yaml.safe_load((out / "tiny_gpt.yaml").read_text())
     assert resolved["name"] == "tiny" and resolved["v2_config"]["model"]["n_layer"] == 3
 
@@ -121,3 +125,40 @@ def test_gpt_module_checkpoint_round_trip(tmp_path: Path) -> None:
     back = gpt_network_from_v2(written["gpt_v2"])
     for key, value in net.state_dict().items():
         assert torch.equal(back.state_dict()[key], value), key
+
+
+# SynthesizerTrn(spec_channels, segment_size, n_speakers=..., **config["model"]): every argument after the two
+# positional ones that has no default in GPT-SoVITS v2's module/models.py.
+V2_SYNTHESIZER_REQUIRED = {
+    "inter_channels", "hidden_channels", "filter_channels", "n_heads", "n_layers", "kernel_size", "p_dropout",
+    "resblock", "resblock_kernel_sizes", "resblock_dilation_sizes", "upsample_rates", "upsample_initial_channel",
+    "upsample_kernel_sizes",
+}
+
+
+def test_python_export_default_writes_full_v2_sovits_config(ref_dir: Path, tmp_path: Path) -> None:
+    """``export_models(..., sovits_model=None)`` (the default) used to write ``config.model`` with 3 fields, which
+    the reference's loader cannot construct a SynthesizerTrn from. Sizes come from the run that wrote the
+    checkpoint."""
+    from omegaconf import OmegaConf
+
+    from gpt_sovits_train.inference.loading import sovits_network_from_v2
+    from gpt_sovits_train.interchange.export import export_models
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    weights = _lightning_checkpoint(ref_dir, "tiny_sovits", run / "checkpoints" / "last.ckpt")
+    tiny = OmegaConf.load(REPO / "conf" / "model" / "sovits" / "tiny.yaml")
+    OmegaConf.save(OmegaConf.create({"model": {"net": tiny}}), run / "resolved_config.yaml")
+    written = export_models(tmp_path / "out", "mine", sovits_checkpoint=run / "checkpoints" / "last.ckpt",
+                            formats=("v2",))
+    config = read_sovits_v2(written["sovits_v2"]).config
+    assert set(config["model"]) >= V2_SYNTHESIZER_REQUIRED, sorted(V2_SYNTHESIZER_REQUIRED - set(config["model"]))
+    assert config["model"]["inter_channels"] == tiny.inter_channels and config["model"]["resblock"] == "1"
+    manifest = ref_dir / "v2_state_dict_manifest.json"
+    if manifest.is_file():  # the reference's own construction record, when the fixtures carry it
+        kwargs = json.loads(manifest.read_text())["models"]["sovits_generator_v2"]["kwargs"]
+        assert set(kwargs) - {"n_speakers", "version"} <= set(config["model"])
+    network = sovits_network_from_v2(written["sovits_v2"])  # strict load: the written sizes are the weights' sizes
+    kept = {k: v for k, v in weights.items() if not k.startswith("enc_q.")}
+    assert all(torch.equal(network.state_dict()[k], v) for k, v in kept.items())

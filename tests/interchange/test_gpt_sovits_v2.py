@@ -4,6 +4,7 @@ and files from other GPT-SoVITS versions or corrupt files are rejected with a me
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -65,13 +66,51 @@ def test_sovits_pth_layout_and_round_trip(sovits, tmp_path: Path) -> None:
     assert set(back.weights) == set(expected)
     for key, tensor in expected.items():
         assert torch.equal(back.weights[key], tensor.float()), key
-    assert back.config["model"]["inter_channels"] == 32
+    assert back.config["model"]["inter_channels"] == config["model"]["inter_channels"]
+
+
+def _key_pattern(key: str) -> str:
+    """A state-dict key with its layer/block indices generalised: tiny and full-size files share one key pattern."""
+    return re.sub(r"\.\d+\.", ".#.", key)
+
+
+def _manifest(ref_dir: Path, model: str) -> list[dict]:
+    return json.loads((ref_dir / "v2_state_dict_manifest.json").read_text())["models"][model]["state_dict"]
+
+
+def test_gpt_ckpt_raw_contents_match_fixture_and_manifest(ref_dir: Path, t2s, tmp_path: Path) -> None:
+    """Read with plain ``torch.load(weights_only=True)``, not our reader: the keys official v2 code expects
+    (``model.`` + the reference key, the manifest's ``ckpt_key`` pattern), float16, the fixture's exact values."""
+    weights, config = t2s
+    raw = torch.load(write_gpt_v2(weights, config, tmp_path / "x-e1.ckpt", epoch=1), weights_only=True)
+    assert set(raw["weight"]) == {f"model.{k}" for k in weights}
+    assert {_key_pattern(k) for k in raw["weight"]} == {
+        _key_pattern(e["ckpt_key"]) for e in _manifest(ref_dir, "t2s_v2")
+    }
+    for key, tensor in weights.items():
+        stored = raw["weight"][f"model.{key}"]
+        assert stored.dtype == torch.float16 and torch.equal(stored, tensor.half()), key
+    assert raw["config"] == config
+
+
+def test_sovits_pth_raw_contents_match_fixture_and_manifest(ref_dir: Path, sovits, tmp_path: Path) -> None:
+    """The .pth holds a pickled ``HParams`` (as official files do), so it is opened with the allow-listed unpickler
+    only; the weights must be the manifest's exported key pattern (no ``enc_q``), float16, the fixture's values."""
+    weights, config = sovits
+    raw = load_checkpoint(write_sovits_v2(weights, config, tmp_path / "x_e1_s1.pth", epoch=1, steps=1))
+    exported = {_key_pattern(e["key"]) for e in _manifest(ref_dir, "sovits_generator_v2") if e["in_exported_weights"]}
+    assert {_key_pattern(k) for k in raw["weight"]} == exported
+    assert set(raw["weight"]) == {k for k in weights if not k.startswith("enc_q.")}
+    for key, stored in raw["weight"].items():
+        assert stored.dtype == torch.float16 and torch.equal(stored, weights[key].half()), key
+    assert raw["config"].model.inter_channels == config["model"]["inter_channels"]
 
 
 def test_v1_gpt_is_rejected(t2s, tmp_path: Path) -> None:
     weights, config = t2s
     v1 = dict(weights)
-    v1["ar_text_embedding.word_embeddings.weight"] = torch.zeros(512, 64, dtype=torch.float16)
+    width = config["model"]["embedding_dim"]
+    v1["ar_text_embedding.word_embeddings.weight"] = torch.zeros(512, width, dtype=torch.float16)  # v1: 512 phonemes
     path = tmp_path / "v1.ckpt"
     torch.save({"weight": {"model." + k: v for k, v in v1.items()}, "config": config, "info": "GPT-e1"}, path)
     with pytest.raises(V2FormatError, match="v1 GPT checkpoint"):

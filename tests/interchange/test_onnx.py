@@ -25,12 +25,17 @@ def fixture(ref_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(str(ref_dir / "tiny_t2s.safetensors"))
 
 
+@pytest.fixture(scope="module")
+def heads(t2s_meta: dict) -> int:
+    return t2s_meta["config"]["model"]["head"]
+
+
 def _weights(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k[len("weight.") :]: v for k, v in tensors.items() if k.startswith("weight.")}
 
 
-def test_export_graph_matches_reference_decode(fixture) -> None:
-    prefill, step = T2SPrefill(_weights(fixture), heads=4).eval(), T2SStep(_weights(fixture), heads=4).eval()
+def test_export_graph_matches_reference_decode(fixture, heads) -> None:
+    prefill, step = T2SPrefill(_weights(fixture), heads=heads).eval(), T2SStep(_weights(fixture), heads=heads).eval()
     expected = fixture["output.greedy.step_logits_raw"]
     new_ids = fixture["output.greedy.new_ids"][0]
     prompt = fixture["input.tf.prompt_semantic"]
@@ -43,15 +48,15 @@ def test_export_graph_matches_reference_decode(fixture) -> None:
             torch.testing.assert_close(logits[0], expected[s], atol=ATOL, rtol=RTOL)
 
 
-def test_onnxruntime_matches_pytorch_and_greedy_ids(fixture, tmp_path: Path) -> None:
+def test_onnxruntime_matches_pytorch_and_greedy_ids(fixture, heads, tmp_path: Path) -> None:
     ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install -e .[dev])")
     weights = _weights(fixture)
-    paths = export_gpt_onnx(weights, heads=4, folder=tmp_path)
+    paths = export_gpt_onnx(weights, heads=heads, folder=tmp_path)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     prefill_session = ort.InferenceSession(str(paths["prefill"]), options, providers=["CPUExecutionProvider"])
     step_session = ort.InferenceSession(str(paths["step"]), options, providers=["CPUExecutionProvider"])
-    torch_prefill, torch_step = T2SPrefill(weights, 4).eval(), T2SStep(weights, 4).eval()
+    torch_prefill, torch_step = T2SPrefill(weights, heads).eval(), T2SStep(weights, heads).eval()
 
     phonemes, bert = fixture["input.tf.phoneme_ids"], fixture["input.tf.bert_feature"]
     prompt = fixture["input.tf.prompt_semantic"]

@@ -12,11 +12,25 @@ from safetensors.torch import load_file
 from gpt_sovits_train.interchange.onnx import export_gpt_onnx
 from gpt_sovits_train.interchange.t2s_decode import CachedT2S, OnnxGenerator, TorchGraphGenerator, v2_options
 from gpt_sovits_train.models.gpt.sampling import SamplingOptions, choose, process_logits
+from tests.reference_fixtures import early_stop_num
 
 
 @pytest.fixture(scope="module")
 def fixture(ref_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(str(ref_dir / "tiny_t2s.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def heads(t2s_meta: dict) -> int:
+    return t2s_meta["config"]["model"]["head"]
+
+
+def _chunk_sizes(total: int, first: int, rest: int) -> list[int]:
+    """What chunked streaming must yield for ``total`` tokens: ``first``, then ``rest`` each, then the remainder."""
+    sizes = [min(first, total)]
+    left = total - sizes[0]
+    sizes += [rest] * (left // rest) + ([left % rest] if left % rest else [])
+    return sizes
 
 
 def _inputs(fx):
@@ -28,26 +42,27 @@ def _weights(fx):
 
 
 @pytest.mark.parametrize(("name", "penalty"), [("greedy", 1.0), ("greedy_rp135", 1.35)])
-def test_greedy_decode_matches_reference(fixture, name: str, penalty: float, tmp_path: Path) -> None:
-    options = {"top_k": 1, "top_p": 1.0, "temperature": 1.0, "repetition_penalty": penalty, "early_stop_num": 19}
+def test_greedy_decode_matches_reference(fixture, heads, t2s_meta, name: str, penalty: float, tmp_path: Path) -> None:
+    stop = early_stop_num(t2s_meta)
+    options = {"top_k": 1, "top_p": 1.0, "temperature": 1.0, "repetition_penalty": penalty, "early_stop_num": stop}
     expected_ids = fixture[f"output.{name}.new_ids"][0].tolist()
     expected_idx = int(fixture[f"output.{name}.idx"][0])
-    torch_result = TorchGraphGenerator(_weights(fixture), heads=4)(*_inputs(fixture), **options)
+    torch_result = TorchGraphGenerator(_weights(fixture), heads=heads)(*_inputs(fixture), **options)
     assert torch_result.new_tokens.tolist() == expected_ids
     assert torch_result.idx == expected_idx
-    cached = CachedT2S(_weights(fixture), heads=4)(*_inputs(fixture), **options)
+    cached = CachedT2S(_weights(fixture), heads=heads)(*_inputs(fixture), **options)
     assert cached.new_tokens.tolist() == expected_ids
     pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install -e .[dev])")
-    export_gpt_onnx(_weights(fixture), heads=4, folder=tmp_path)
+    export_gpt_onnx(_weights(fixture), heads=heads, folder=tmp_path)
     onnx_result = OnnxGenerator(tmp_path, threads=1)(*_inputs(fixture), **options)
     assert onnx_result.new_tokens.tolist() == expected_ids
     assert onnx_result.kept().numel() == expected_idx
 
 
-def test_reference_free_decode_and_eos_rules(fixture) -> None:
+def test_reference_free_decode_and_eos_rules(fixture, heads) -> None:
     phonemes, bert, _ = _inputs(fixture)
     torch.manual_seed(0)
-    result = TorchGraphGenerator(_weights(fixture), heads=4)(phonemes, bert, None, top_k=5, early_stop_num=30)
+    result = TorchGraphGenerator(_weights(fixture), heads=heads)(phonemes, bert, None, top_k=5, early_stop_num=30)
     assert 0 < result.new_tokens.numel() <= 31
     assert int(result.new_tokens.max()) < 1024  # EOS is never emitted as a code
 
@@ -76,10 +91,10 @@ def test_v2_keywords_map_to_the_v2_rules() -> None:
     assert v2_options().max_new_tokens == 1500
 
 
-def test_bfloat16_cached_decoder_stays_close(fixture) -> None:
+def test_bfloat16_cached_decoder_stays_close(fixture, heads) -> None:
     phonemes, bert, prompt = _inputs(fixture)
-    full = CachedT2S(_weights(fixture), heads=4)
-    half = CachedT2S(_weights(fixture), heads=4, dtype=torch.bfloat16)
+    full = CachedT2S(_weights(fixture), heads=heads)
+    half = CachedT2S(_weights(fixture), heads=heads, dtype=torch.bfloat16)
     reference, _, _ = full.prefill(phonemes, bert, prompt)
     approx, _, _ = half.prefill(phonemes, bert, prompt)
     assert approx.dtype == torch.float32
@@ -91,15 +106,17 @@ def test_bfloat16_cached_decoder_stays_close(fixture) -> None:
     torch.testing.assert_close(step_half, step_full, atol=0.1, rtol=0.05)
 
 
-def test_stream_chunks_concatenate_to_the_full_decode(fixture) -> None:
-    options = v2_options(top_k=1, repetition_penalty=1.35, early_stop_num=19)
-    chunks = list(CachedT2S(_weights(fixture), heads=4).stream(*_inputs(fixture), options, (3, 8)))
-    assert [c.numel() for c in chunks] == [3, 8, 8, 1]
-    assert torch.cat(chunks).tolist() == fixture["output.greedy_rp135.new_ids"][0].tolist()
+def test_stream_chunks_concatenate_to_the_full_decode(fixture, heads, t2s_meta) -> None:
+    options = v2_options(top_k=1, repetition_penalty=1.35, early_stop_num=early_stop_num(t2s_meta))
+    expected = fixture["output.greedy_rp135.new_ids"][0].tolist()
+    chunks = list(CachedT2S(_weights(fixture), heads=heads).stream(*_inputs(fixture), options, (3, 8)))
+    assert [c.numel() for c in chunks] == _chunk_sizes(len(expected), 3, 8)
+    assert torch.cat(chunks).tolist() == expected
 
 
-def test_graph_decoder_streams_the_same_tokens(fixture) -> None:
-    options = v2_options(top_k=1, repetition_penalty=1.35, early_stop_num=19)
-    chunks = list(TorchGraphGenerator(_weights(fixture), heads=4).stream(*_inputs(fixture), options, (3, 8)))
-    assert [c.numel() for c in chunks] == [3, 8, 8, 1]
-    assert torch.cat(chunks).tolist() == fixture["output.greedy_rp135.new_ids"][0].tolist()
+def test_graph_decoder_streams_the_same_tokens(fixture, heads, t2s_meta) -> None:
+    options = v2_options(top_k=1, repetition_penalty=1.35, early_stop_num=early_stop_num(t2s_meta))
+    expected = fixture["output.greedy_rp135.new_ids"][0].tolist()
+    chunks = list(TorchGraphGenerator(_weights(fixture), heads=heads).stream(*_inputs(fixture), options, (3, 8)))
+    assert [c.numel() for c in chunks] == _chunk_sizes(len(expected), 3, 8)
+    assert torch.cat(chunks).tolist() == expected

@@ -37,7 +37,7 @@ def test_crafted_resume_checkpoint_refused_with_exit_2(demo_shards, tmp_path):
         "trainer.limit_val_batches=0",
         f"ckpt_path={crafted}",
     ]
-    proc, result = run_train_cli(overrides, tmp_path / "run")
+    proc, result = run_train_cli(overrides, tmp_path / "run", timeout=600)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert not marker.exists()
     assert result is None  # no "finished" report
@@ -59,7 +59,7 @@ def test_token_override_reaches_no_written_file(demo_shards, tmp_path):
         f"+hf_token={SECRET}",
         f"+wandb_api_key={SECRET}",
     ]
-    proc, _ = run_train_cli(overrides, run_dir, env={"WANDB_MODE": "offline", "WANDB_DIR": str(run_dir)})
+    proc, _ = run_train_cli(overrides, run_dir, timeout=600, env={"WANDB_MODE": "offline", "WANDB_DIR": str(run_dir)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     written = [p for p in run_dir.rglob("*") if p.is_file()]
     names = {p.relative_to(run_dir).as_posix() for p in written}

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from gpt_sovits_train.audio.spectrogram import mel_spectrogram, spec_to_mel
 from gpt_sovits_train.models.sovits.losses import kl_loss, mel_reconstruction_loss
 from gpt_sovits_train.models.sovits.synthesizer import SoVITSGenerator, slice_segments
+from tests.reference_fixtures import segment_frames
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def reference(ref_dir):
         )
     weights = {k[len("weight.") :]: v for k, v in tensors.items() if k.startswith("weight.")}
     model.load_state_dict(weights, strict=True)
-    return model.eval(), tensors, meta["recommended_tolerances"]
+    return model.eval(), tensors, meta["recommended_tolerances"], meta
 
 
 def _close(name, actual, tensors, tol):
@@ -41,7 +42,7 @@ def _close(name, actual, tensors, tol):
 
 
 def test_decode_matches_reference(reference):
-    model, t, tol = reference
+    model, t, tol, _ = reference
     out = model.decode_with_intermediates(
         t["output.latent.codes"], t["input.decode.text"], t["output.decode.refer_spec"], noise_scale=0.0
     )
@@ -50,7 +51,7 @@ def test_decode_matches_reference(reference):
 
 
 def test_train_forward_matches_reference(reference):
-    model, t, tol = reference
+    model, t, tol, _ = reference
     with torch.no_grad():
         out = model(
             t["input.train.ssl"],
@@ -70,14 +71,15 @@ def test_train_forward_matches_reference(reference):
 
 
 def test_mel_loss_matches_reference(reference):
-    _, t, tol = reference
+    _, t, tol, meta = reference
     mel = spec_to_mel(t["input.train.spec"])
     _close("output.train.mel", mel, t, tol)
-    y_mel = slice_segments(mel, t["output.train.ids_slice"], 12)
+    y_mel = slice_segments(mel, t["output.train.ids_slice"], segment_frames(meta))
     y_hat_mel = mel_spectrogram(t["output.train.y_hat"].squeeze(1))
     _close("output.train.y_mel", y_mel, t, tol)
     _close("output.train.y_hat_mel", y_hat_mel, t, tol)
-    _close("output.train.loss_mel", (45 * mel_reconstruction_loss(y_mel, y_hat_mel)).reshape(1), t, tol)
+    c_mel = meta["config"]["train"]["c_mel"]
+    _close("output.train.loss_mel", (c_mel * mel_reconstruction_loss(y_mel, y_hat_mel)).reshape(1), t, tol)
 
 
 def test_full_size_state_dict_matches_v2_manifest(ref_dir):

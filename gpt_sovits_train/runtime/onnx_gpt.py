@@ -1,0 +1,91 @@
+"""ONNX Runtime GPT decoding with weight-only quantized step matrices: the ``fast`` batch-1 engine on CPU.
+
+Batch-1 decoding reads every weight once per token, so the bytes per weight set the ceiling (308 MB per token in
+fp32 at v2 size, ≈ 77 MB in int8, ≈ 48 MB in 4-bit with its block scales). PyTorch has no maintained weight-only
+int8/int4 CPU matmul, ONNX Runtime does: its ``MatMulNBits`` contrib kernel (MLAS) dequantizes blocks of
+weights on the fly, with activations in float32 (or int8 at ``accuracy_level=4``). So this module
+
+1. exports the prefill and KV-cache step graphs with :func:`~gpt_sovits_train.interchange.onnx.export_gpt_onnx`
+   (the same graphs ``gst-export`` writes),
+2. rewrites the step graph's layer matrices as ``MatMulNBits`` with ``onnxruntime.quantization``'s
+   :class:`MatMulNBitsQuantizer` (symmetric, block 32; 8 or 4 bits). The prefill stays float32: it runs once per
+   sentence and is compute bound, and every cached key/value it writes stays exact,
+3. decodes with :class:`~gpt_sovits_train.interchange.t2s_decode.OnnxGenerator` — the same host loop and the
+   same :class:`DecodeRules` as every other backend, so sampling, EOS handling and streaming are unchanged.
+
+Whether the lost precision matters is not assumed: :mod:`gpt_sovits_train.runtime.quality_gate` measures it
+against the exact fp32 path before ``runtime=auto`` may pick this engine.
+
+Known cost: the exported step passes the KV cache by value (``concat`` of the old cache and the new row, per
+layer), so each step also copies the cache — ≈ 38 MB per token at 60 phonemes + 75 prompt + 250 tokens, half the
+int8 weights' bytes. A graph with ONNX Runtime's ``GroupQueryAttention`` and a shared past/present buffer would
+remove that copy; it is the next step if this engine becomes the bottleneck.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from gpt_sovits_train.interchange.onnx import export_gpt_onnx
+from gpt_sovits_train.interchange.t2s_decode import OnnxGenerator
+
+log = logging.getLogger(__name__)
+
+#: ``gpt`` quantizations this engine offers: bits per weight of the step's layer matrices (None: float32).
+QUANTIZATIONS: dict[str, int | None] = {"fp32": None, "int8": 8, "int4": 4}
+BLOCK_SIZE = 32
+
+
+def quantize_step_graph(path: Path, bits: int, block_size: int = BLOCK_SIZE) -> int:
+    """Rewrite the ``MatMul`` nodes with constant weights in the ONNX file at ``path`` as weight-only ``bits``-bit
+    ``MatMulNBits`` (symmetric, ``block_size`` weights per scale), in place; returns how many were rewritten."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(path)), bits=bits, block_size=block_size, is_symmetric=True)
+    chatty = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")  # one INFO line per node
+    level = chatty.level
+    chatty.setLevel(logging.WARNING)
+    try:
+        quantizer.process()
+    finally:
+        chatty.setLevel(level)
+    model = quantizer.model.model
+    onnx.save(model, str(path))
+    return sum(node.op_type == "MatMulNBits" for node in model.graph.node)
+
+
+class OrtGPT(OnnxGenerator):
+    """The GPT stage on ONNX Runtime, built from v2-keyed weights into ``folder`` with the step matrices in
+    ``quantization`` (``fp32`` | ``int8`` | ``int4``); decodes like :class:`OnnxGenerator` and exposes
+    :meth:`prefill` / :meth:`step` for the quality gate."""
+
+    def __init__(
+        self,
+        weights: Mapping[str, torch.Tensor],
+        heads: int,
+        folder: str | Path,
+        quantization: str = "int8",
+        threads: int | None = None,
+    ) -> None:
+        if quantization not in QUANTIZATIONS:
+            raise ValueError(f"quantization must be one of {sorted(QUANTIZATIONS)}, got {quantization!r}")
+        paths = export_gpt_onnx(weights, heads, folder)
+        bits = QUANTIZATIONS[quantization]
+        if bits is not None:
+            rewritten = quantize_step_graph(Path(paths["step"]), bits)
+            log.info("ONNX Runtime GPT step: %d matrices as %d-bit MatMulNBits (block %d)", rewritten, bits, BLOCK_SIZE)
+        super().__init__(folder, threads=torch.get_num_threads() if threads is None else threads)
+        self.quantization = quantization
+
+    def prefill(self, phoneme_ids: torch.Tensor, bert: torch.Tensor, prompt: torch.Tensor):
+        """``(logits [1,V], k_cache, v_cache)`` of the phonemes + prompt (float32 graph)."""
+        return self._prefill(phoneme_ids, bert, prompt)
+
+    def step(self, token: torch.Tensor, position: torch.Tensor, keys: torch.Tensor, values: torch.Tensor):
+        """``(logits [1,V], k_cache', v_cache')`` after one token at semantic ``position`` (quantized graph)."""
+        return self._step(token, position, keys, values)

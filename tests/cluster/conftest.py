@@ -1,0 +1,69 @@
+"""Live cluster fixtures: a one-node SLURM cluster started for the session (see ``slurm.py``).
+
+Without root or the Debian packages the tests skip with a message saying how to run them; in CI (``CI=true``)
+that skip is a failure instead, so the live tests cannot silently stop running.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .slurm import LocalSlurm, missing_requirements
+
+LIVE_TIMINGS: list[tuple[str, float]] = []
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip locally; fail under CI, where the live tests must run."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI=true but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory) -> Iterator[LocalSlurm]:
+    """slurmctld + slurmd + munged for this host, up and idle; stopped after the session."""
+    reason = missing_requirements()
+    if reason is not None:
+        skip_or_fail(reason)
+    # Not under pytest's tmp folder: that one is private to root (0700) and munged runs as the munge user.
+    root = Path(tempfile.mkdtemp(prefix="gst-slurm-"))
+    cluster = LocalSlurm(root)
+    started = time.monotonic()
+    try:
+        cluster.start()
+        LIVE_TIMINGS.append(("slurm cluster start (munged, slurmctld, slurmd up and idle)", time.monotonic() - started))
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def live_timer(request) -> Iterator[None]:
+    """Record each live test's wall time; printed in the terminal summary (pytest captures test output)."""
+    started = time.monotonic()
+    yield
+    LIVE_TIMINGS.append((request.node.nodeid, time.monotonic() - started))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if LIVE_TIMINGS:
+        terminalreporter.section("live cluster test timings")
+        for nodeid, seconds in LIVE_TIMINGS:
+            terminalreporter.write_line(f"{seconds:7.1f} s  {nodeid}")
+
+
+@pytest.fixture(scope="session")
+def cluster_shards(tmp_path_factory):
+    """The training tests' demo shards (16 utterances, random-init features), made once for the cluster tests."""
+    from training.conftest import UTTERANCES_PER_SPEAKER, prepare_demo_shards
+
+    return prepare_demo_shards(tmp_path_factory.mktemp("cluster_data"), UTTERANCES_PER_SPEAKER, chunk=4)

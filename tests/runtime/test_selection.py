@@ -1,0 +1,62 @@
+"""``runtime=auto`` picks engines on this CPU, says which and why the others lost; ``fast`` only takes gated ones."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from gpt_sovits_train.runtime.cpu import cpu_flags, has_bf16_units, isa_summary
+from gpt_sovits_train.runtime.quality_gate import GateInputs
+from gpt_sovits_train.runtime.selection import GPT_ENGINES, select_runtime
+
+
+def _decodes(decoder) -> int:
+    generator = torch.Generator().manual_seed(3)
+    phones, bert = torch.randint(1, 732, (1, 8), generator=generator), torch.randn(1, 1024, 8, generator=generator)
+    prompt = torch.randint(0, 1024, (1, 6), generator=generator)
+    return decoder(phones, bert, prompt, early_stop_num=12).new_tokens.numel()
+
+
+def test_auto_picks_an_engine_on_this_cpu_and_says_which(tiny_gpt_weights, build_tiny_sovits, caplog) -> None:
+    with caplog.at_level(logging.INFO, logger="gpt_sovits_train.runtime.selection"):
+        choice = select_runtime("auto", tiny_gpt_weights, 4, build_tiny_sovits, GateInputs.tiny())
+    gpt = choice.report["gpt"]
+    assert choice.gpt_engine in GPT_ENGINES and set(gpt) == set(GPT_ENGINES)
+    assert [name for name, entry in gpt.items() if entry.get("picked")] == [choice.gpt_engine]
+    assert all(entry["rejected"] for name, entry in gpt.items() if name != choice.gpt_engine)
+    assert "tokens_per_s" in gpt[choice.gpt_engine]
+    for name, entry in gpt.items():  # every candidate that was timed passed the gate first
+        if "tokens_per_s" in entry and name != "torch-fp32":
+            assert entry["gate"]["passed"]
+    assert f"picked GPT engine {choice.gpt_engine}" in caplog.text
+    assert _decodes(choice.gpt) > 0
+    expected = "bf16" if has_bf16_units() else "fp32"
+    assert choice.sovits_precision == expected and choice.report["bf16_units"] == has_bf16_units()
+    if not has_bf16_units():
+        assert "no bf16 units" in choice.report["sovits"]["bf16"]["rejected"]
+        assert "SoVITS engine bf16 rejected" in caplog.text
+    print(f"auto on this CPU ({sorted(f for f, on in isa_summary().items() if on)}): {choice.gpt_engine}")
+
+
+def test_fast_takes_the_fewest_bytes_that_pass_the_gate(tiny_gpt_weights) -> None:
+    pytest.importorskip("onnxruntime.quantization.matmul_nbits_quantizer", reason="pip install -e .[runtime]")
+    choice = select_runtime("fast", tiny_gpt_weights, 4, gate_inputs=GateInputs.tiny())
+    gpt = choice.report["gpt"]
+    # At this size 4-bit fails the gate (test_quality_gate.py), so fast must fall to the 8-bit engine.
+    assert not gpt["ort-int4"]["gate"]["passed"] and "quality gate" in gpt["ort-int4"]["rejected"]
+    assert choice.gpt_engine == "ort-int8" and gpt["ort-int8"]["gate"]["passed"]
+    assert _decodes(choice.gpt) > 0
+
+
+def test_unknown_runtime_is_refused(tiny_gpt_weights) -> None:
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        select_runtime("fastest", tiny_gpt_weights, 4)
+
+
+def test_cpu_flags_are_read_from_this_machine() -> None:
+    flags = cpu_flags()
+    summary = isa_summary()
+    assert all(summary[name] == (name in flags) for name in summary)
+    assert has_bf16_units() == bool({"amx_bf16", "avx512_bf16"} & flags)
