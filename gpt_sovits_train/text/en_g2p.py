@@ -20,7 +20,7 @@ WORD_ACRONYMS = {"NASA", "NATO", "UNESCO", "UNICEF", "LASER", "RADAR", "SCUBA", 
 # Pronunciations the CMU dictionary lacks or gets wrong for modern text.
 HOT_WORDS = {"wifi": ("W", "AY1", "F", "AY2"), "app": ("AE1", "P"), "apps": ("AE1", "P", "S"),
              "online": ("AO1", "N", "L", "AY2", "N"), "uses": ("Y", "UW1", "Z", "IH0", "Z"),
-             "thirty": ("TH", "ER1", "T", "IY0")}
+             "thirty": ("TH", "ER1", "T", "IY0"), "miz": ("M", "IH1", "Z")}  # miz: what "Ms." is read as
 # Word classes for the small homograph tagger (no NLTK tagger data is available offline).
 _SUBJECT_OR_MODAL = {"i", "you", "we", "they", "he", "she", "it", "people", "who", "to", "will", "would", "can",
                      "could", "should", "must", "may", "might", "do", "does", "did", "don't", "doesn't", "didn't",

@@ -144,7 +144,14 @@ def _replace_measures(text: str) -> str:
         prefix = "零下" if sign else ""
         return prefix + _cardinal(value) + ("华氏度" if scale in ("°F", "℉") else "度")
 
+    def temperature_range(match: re.Match) -> str:  # 10-20℃ is 十到二十度, not 十零下二十度
+        low, high, scale = match.group(1), match.group(2), match.group(3)
+        return _cardinal(low) + "到" + temperature(re.match(r"(-?)(\d+(?:\.\d+)?)(.*)", high + scale))
+
+    text = re.sub(r"(?<![\d.])(\d+(?:\.\d+)?)\s*[-~～至到]\s*(-?\d+(?:\.\d+)?)\s?(°C|℃|°F|℉)", temperature_range, text)
     text = re.sub(r"(-?)(\d+(?:\.\d+)?)\s?(°C|℃|°F|℉)", lambda m: temperature(m), text)
+    # A signed number of 度 after a non-digit is a temperature (v2 reads 度 so too): 温度-3.5度 -> 零下三点五度.
+    text = re.sub(r"(?<![\dA-Za-z.])(-)(\d+(?:\.\d+)?)(度)(?!角)", temperature, text)
     text = re.sub(r"(\d+(?:\.\d+)?)%?\s*[-~～至到]\s*(\d+(?:\.\d+)?)\s?%",
                   lambda m: "百分之" + _cardinal(m.group(1)) + "到百分之" + _cardinal(m.group(2)), text)  # 10%-20%
     text = re.sub(r"(-?\d+(?:\.\d+)?)\s?%", lambda m: "百分之" + _cardinal(m.group(1)), text)
@@ -163,7 +170,8 @@ def _replace_arithmetic(text: str) -> str:
                   text)
     text = re.sub(r"(\d)\s*-\s*(?=\d[\d.]*\s*=)", r"\1减", text)  # 5-3=2: subtraction only when an '=' follows
     text = re.sub(r"(\d+(?:\.\d+)?)\s*[-~～]\s*(\d+(?:\.\d+)?)", r"\1到\2", text)  # 3-5个 / 3~5: a range
-    text = re.sub(r"(?<![\d\w])-(\d)", r"负\1", text)  # -3 -> 负三
+    # -3 -> 负三, also right after a Chinese character (余额-200元); after a Latin letter it is a hyphen (COVID-19)
+    text = re.sub(r"(?<![\dA-Za-z_])-(\d)", r"负\1", text)
     for symbol, word in SYMBOL_WORDS_ZH.items():
         text = text.replace(symbol, word)
     return text

@@ -81,6 +81,21 @@ def test_an_output_folder_overlapping_the_input_is_refused(tmp_path, random_mode
     assert {p: p.read_bytes() for p in corpus_dir.rglob("*") if p.is_file()} == before
 
 
+def test_bad_paths_are_refused_before_anything_is_read_or_built(tmp_path, make_prepare_config):
+    corpus = small_corpus(tmp_path / "corpus")
+    (tmp_path / "a_file").write_text("x")
+    nowhere = tmp_path / "no_models"  # building the extractors would fail with another error
+    cases = {
+        "input.path .* does not exist": (tmp_path / "nope.list", tmp_path / "out"),
+        "is a file, not a folder": (corpus, tmp_path / "a_file"),
+        "overlaps the input": (corpus, corpus.parent),
+    }
+    for expected, (source, out) in cases.items():
+        with pytest.raises(PrepareError, match=expected):
+            prepare(make_prepare_config(source, out, nowhere))
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_failed_run_does_not_block_the_corrected_rerun(tmp_path, random_models, make_prepare_config):
     from gpt_sovits_train.data.prepare import NoValidSamplesError
 
