@@ -40,12 +40,25 @@ def check_shards(cfg: DictConfig) -> None:
         )
 
 
+def single_console_for_lightning() -> None:
+    """``import lightning`` gives the ``lightning`` logger its own console handler *and* lets its records reach the
+    root logger, which Hydra already prints to the console and the run's log file: every Lightning INFO line would
+    show twice. Keep Hydra's handlers (console + file) only."""
+    if not logging.getLogger().handlers:
+        return
+    lightning_logger = logging.getLogger("lightning")
+    for handler in list(lightning_logger.handlers):
+        if type(handler) is logging.StreamHandler:
+            lightning_logger.removeHandler(handler)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from gpt_sovits_train.callbacks.preemption import PREEMPTION_EXIT_CODE
     from gpt_sovits_train.training.run import USER_FILE_ERRORS, resolve_ckpt_path, train
     from gpt_sovits_train.training.run_lock import RunFolderInUseError
 
+    single_console_for_lightning()
     try:
         check_shards(cfg)
         resolve_ckpt_path(cfg.get("ckpt_path"))

@@ -188,7 +188,7 @@ def model_card(index: dict) -> str:
         f"- feature models: {index.get('feature_models', {})}",
         "",
         "## Use",
-        f"`gst-synthesize voice={index['name']}/ text=\"...\"`; reference: \"{index['reference']['text']}\" "
+        f"`gst-synthesize voice=<this folder> \"text='...'\"`; reference: \"{index['reference']['text']}\" "
         f"({index['reference']['language']}, {index['reference']['seconds']} s). Languages: {index['languages']}.",
         "",
         "## Limits and consent",

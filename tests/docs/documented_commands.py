@@ -175,7 +175,7 @@ def smoke_overlay(cli: str, argv: list[str], run_dir: str, values: dict[str, str
         launcher = ["hydra/launcher=basic"] if multirun and "hydra/launcher" not in keys else []
         return [*folder, *tiny, *shards, *logger, *launcher, "trainer=cpu", "trainer.precision=32-true",
                 "trainer.max_steps=-1", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
-                "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
+                "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1",
                 "data.num_workers=0", "data.batching.max_batch_size=2", "data.val_batching.max_batch_size=2"]
     if cli in ("synthesize", "evaluate"):
         features = [] if "voice" in keys or any(k.startswith("features") for k in keys) else [

@@ -70,6 +70,16 @@ def _tiny_pretrained(folder: Path) -> None:
     write_gpt_v2(gpt, gpt_v2_config(gpt, heads=heads), folder / V2_GPT, 0)
 
 
+def _tiny_asr(folder: Path) -> Path:
+    """A random-init wav2vec2 CTC ASR model of the real classes (the cloning tests' builder)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("clone_fixtures", REPO / "tests" / "clone" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_random_ctc_asr(folder)
+
+
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The reader's working folder with every file the docs name."""
@@ -91,6 +101,11 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (ws / "my_voice.list").write_text("\n".join(rows) + "\n", encoding="utf-8")
     wav, rate = sf.read(DEMO / "ava" / "ava_000.flac", dtype="float32")
     sf.write(ws / "ref.wav", wav, rate)
+    _tiny_asr(models / "whisper-small")
+    (ws / "eval").mkdir()
+    pair = {"key": "p1", "text": "你好世界。", "language": "zh", "reference_audio": str(ws / "ref.wav"),
+            "reference_text": "The morning train to the coast leaves at seven fifteen.", "reference_language": "en"}
+    (ws / "eval" / "pairs.jsonl").write_text(json.dumps(pair, ensure_ascii=False) + "\n", encoding="utf-8")
     (ws / "recordings").mkdir()
     for name in ("alice.wav", "alice_1.wav", "alice_2.m4a.wav"):
         sf.write(ws / "recordings" / name, wav, rate)

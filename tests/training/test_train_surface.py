@@ -52,6 +52,7 @@ def test_lr_batch_grid_sweep_runs_and_collects_results(demo_shards: Path, tmp_pa
     env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (proc.stdout + proc.stderr).count("Seed set to") == 4  # Lightning's INFO lines once per job, not twice
     table = json.loads((sweep / "sweep_results.json").read_text())
     assert table["metric"] == "val/loss" and table["jobs_without_result"] == []
     grid = {tuple(sorted(job["overrides"])) for job in table["jobs"]}
