@@ -54,12 +54,20 @@ def _reference_gpt(root: Path):
     return model
 
 
-def gpt_train(root: Path) -> dict:
+def gpt_train(root: Path, scaled_adam: bool = False) -> dict:
     """The reference's training step as its ``training_step`` runs it (``forward_old``: summed cross-entropy, no
-    DPO, which is v2's default), with the same optimizer work as ours (AdamW, gradient norm clipped to 1.0), at
-    batch 4, 60 phonemes, 250 semantic tokens."""
+    DPO, which is v2's default), with the same optimizer work as ours (AdamW, gradient norm clipped to 1.0; or,
+    ``scaled_adam``, its own ScaledAdam as its configure_optimizers builds it), at batch 4, 60 phonemes, 250
+    semantic tokens."""
     model = _reference_gpt(root).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    if scaled_adam:
+        from AR.modules.optim import ScaledAdam
+
+        names = [[name for name, _ in model.named_parameters()]]
+        optimizer = ScaledAdam(model.parameters(), lr=0.01, betas=(0.9, 0.95), clipping_scale=2.0,
+                               parameters_names=names, show_dominant_parameters=False, clipping_update_period=1000)
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     g = torch.Generator().manual_seed(0)
     batch, semantic = 4, NEW_TOKENS
     phonemes = torch.randint(1, 732, (batch, PHONEMES), generator=g)
@@ -72,7 +80,8 @@ def gpt_train(root: Path) -> dict:
         optimizer.zero_grad(set_to_none=True)
         loss, _ = model.forward_old(phonemes, phoneme_lens, tokens, token_lens, bert)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if not scaled_adam:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         times.append(time.perf_counter() - start)
     per_step = sum(times[1:]) / len(times[1:])
@@ -198,6 +207,7 @@ def sovits_train(root: Path) -> dict:
 
 WORKLOADS = {
     "gpt_train": gpt_train,
+    "gpt_train_scaled_adam": lambda root: gpt_train(root, scaled_adam=True),
     "gpt_decode_b1": lambda root: gpt_decode(root, 1),
     "gpt_decode_b8": lambda root: gpt_decode(root, 8),
     "sovits_decode": sovits_decode,

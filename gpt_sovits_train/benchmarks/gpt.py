@@ -8,11 +8,13 @@ high-water mark from ``resource.getrusage`` (it includes whatever ran earlier in
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import torch
 
 from gpt_sovits_train.benchmarks import peak_rss_mb
 from gpt_sovits_train.lit.gpt_module import GPTModule
+from gpt_sovits_train.lit.optim import ScaledAdam
 from gpt_sovits_train.models.gpt.kv_cache import KVDecoder
 from gpt_sovits_train.models.gpt.model import GPTConfig, Text2SemanticModel
 from gpt_sovits_train.models.gpt.sampling import SamplingOptions
@@ -33,13 +35,15 @@ def _batch(batch: int, phonemes: int, semantic: int, seed: int = 0) -> dict[str,
     }
 
 
-def run_gpt_train(quick: bool = False) -> dict:
+def run_gpt_train(quick: bool = False, scaled_adam: bool = False) -> dict:
     """One AdamW training step (forward, backward, step) at batch 4, 60 phonemes, 250 semantic tokens."""
     torch.set_num_threads(2)
     cfg, (b, p, s), steps = (TINY, (2, 12, 30), 2) if quick else (V2, (4, 60, 250), 3)
-    module = GPTModule(
-        Text2SemanticModel(cfg), optimizer=lambda params: torch.optim.AdamW(params, lr=1e-4), loss_normalization="sum"
-    )
+    if scaled_adam:  # v2's optimizer as conf/model/gpt_optim/v2.yaml builds it; it clips by itself
+        optimizer = partial(ScaledAdam, lr=0.01, betas=(0.9, 0.95), clipping_scale=2.0, clipping_update_period=1000)
+    else:
+        optimizer = partial(torch.optim.AdamW, lr=1e-4)
+    module = GPTModule(Text2SemanticModel(cfg), optimizer=optimizer, loss_normalization="sum")
     module.train()
     optimizer = module.configure_optimizers()
     batch = _batch(b, p, s)
@@ -48,18 +52,26 @@ def run_gpt_train(quick: bool = False) -> dict:
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         module.compute_losses(batch)["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
+        if not scaled_adam:
+            torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
         optimizer.step()
         times.append(time.perf_counter() - start)
     per_step = sum(times[1:]) / steps
     return {
         "size": "tiny" if quick else "v2",
+        "optimizer": "ScaledAdam" if scaled_adam else "AdamW",
         "batch": b,
         "s_per_step": round(per_step, 3),
         "semantic_tokens_per_s": round(b * s / per_step, 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "threads": torch.get_num_threads(),
     }
+
+
+
+def run_gpt_train_scaled_adam(quick: bool = False) -> dict:
+    """The same step with v2's optimizer (ScaledAdam), as the v2 fine-tune recipe trains."""
+    return run_gpt_train(quick, scaled_adam=True)
 
 
 def _decode(batch: int, quick: bool, step_weights: torch.dtype | None = None) -> dict:

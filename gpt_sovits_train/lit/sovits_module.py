@@ -169,6 +169,9 @@ class SoVITSModule(L.LightningModule):
             batch["spec_lengths"],
             batch["text"],
             batch["text_lengths"],
+            # pre-drawn randomness, when a batch carries it (reproducible runs, the v2 trajectory test)
+            posterior_noise=batch.get("posterior_noise"),
+            slice_uniform=batch.get("slice_uniform"),
             **self._conditioning(batch),
         )
         segment = self.net.segment_size
