@@ -24,6 +24,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from gpt_sovits_train.data import storage
 from gpt_sovits_train.data.batching import BatchingConfig, Record, plan_epoch
 from gpt_sovits_train.data.collate import TOKEN_SOURCES, collate_gpt, collate_sovits
 from gpt_sovits_train.data.schema import decode_sample
@@ -32,14 +33,14 @@ log = logging.getLogger(__name__)
 
 
 def load_index(dataset_dir: str | Path, split: str) -> tuple[dict[str, Any], list[Record]]:
-    """Manifest and the split's per-sample index (written by prepare)."""
-    root = Path(dataset_dir).expanduser()
-    manifest_path = root / "manifest.json"
-    if not manifest_path.is_file():
+    """Manifest and the split's per-sample index (written by prepare); ``dataset_dir`` may be an fsspec URL."""
+    root = dataset_dir if storage.is_url(dataset_dir) else Path(dataset_dir).expanduser()
+    manifest_path = storage.join(root, "manifest.json")
+    if not storage.exists(manifest_path):
         raise FileNotFoundError(f"{manifest_path} not found: run gst-prepare with output_dir={root} first")
-    manifest = json.loads(manifest_path.read_text())
-    index_path = root / manifest["splits"][split]["index"]
-    records = [json.loads(line) for line in index_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    manifest = storage.read_json(manifest_path)
+    index_path = storage.join(root, manifest["splits"][split]["index"])
+    records = [json.loads(line) for line in storage.read_text(index_path).splitlines() if line.strip()]
     return manifest, records
 
 
@@ -48,14 +49,14 @@ def load_index(dataset_dir: str | Path, split: str) -> tuple[dict[str, Any], lis
 SHARD_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*")
 
 
-def shard_url(root: Path, template: str | None, shard: str) -> str:
-    """Where to read a shard: ``root/shard``, or ``template`` with ``{shard}``/``{root}`` filled in
-    (e.g. ``pipe:aws s3 cp s3://bucket/demo/{shard} -``). Refuses shard names that could escape the dataset
-    folder or inject shell syntax into a ``pipe:`` template."""
+def shard_url(root: str | Path, template: str | None, shard: str) -> str:
+    """Where to read a shard: ``root/shard`` (a path or an ``s3://`` URL), or ``template`` with
+    ``{shard}``/``{root}`` filled in (e.g. ``pipe:aws s3 cp s3://bucket/demo/{shard} -``). Refuses shard names
+    that could escape the dataset folder or inject shell syntax into a ``pipe:`` template."""
     if not SHARD_NAME.fullmatch(shard) or ".." in shard.split("/"):
         raise ValueError(f"refused shard name {shard!r} from the dataset manifest: names may only hold letters, "
                          "digits, '_', '-', '.' and '/' (re-run gst-prepare to write a clean manifest)")
-    return template.format(shard=shard, root=str(root)) if template else str(root / shard)
+    return template.format(shard=shard, root=str(root)) if template else storage.join(root, shard)
 
 
 def sovits_length(record: Record) -> int:
@@ -124,7 +125,7 @@ class PlannedShardDataset(IterableDataset):
                                     wds.tarfile_to_samples())
         arrived: dict[str, dict[str, Any]] = {}
         next_batch = 0
-        for raw in pipeline:
+        for raw in _raising(pipeline):
             if raw["__key__"] not in needed:
                 continue  # another worker's or rank's sample: skipped without decoding
             arrived[raw["__key__"]] = decode_sample(raw)
@@ -135,6 +136,16 @@ class PlannedShardDataset(IterableDataset):
             missing = [r["key"] for batch in mine[next_batch:] for r in batch if r["key"] not in arrived]
             raise RuntimeError(f"{len(missing)} planned samples were not found in their shards, e.g. {missing[:3]}; "
                                "the shards do not match the index (re-run prepare with overwrite=true)")
+
+
+def _raising(pipeline: Any) -> Iterator[dict[str, Any]]:
+    """webdataset reports a shard that cannot be opened with the URL; keep that message as the error."""
+    try:
+        yield from pipeline
+    except storage.ShardReadError:
+        raise
+    except OSError as error:
+        raise storage.ShardReadError(f"reading shards failed: {error}") from error
 
 
 class PlannedLoader(DataLoader):
@@ -195,7 +206,7 @@ class ShardDataModule(pl.LightningDataModule):
         world_size: int | None = None,
     ) -> None:
         super().__init__()
-        self.dataset_dir = Path(shards).expanduser()
+        self.dataset_dir: str | Path = shards if storage.is_url(shards) else Path(shards).expanduser()
         self.batching = batching if isinstance(batching, BatchingConfig) else BatchingConfig(**(batching or {}))
         val = val_batching if isinstance(val_batching, BatchingConfig) else BatchingConfig(**(val_batching or {}))
         self.val_batching = BatchingConfig(**{**val.__dict__, "shuffle": False})

@@ -158,10 +158,10 @@ class LocalSlurm:
             "the node did not become idle",
         )
 
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        """Run a SLURM client command against this cluster."""
+    def run(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run a SLURM client command against this cluster (``sbatch --wait`` needs a longer ``timeout``)."""
         return subprocess.run(
-            list(args), env={**os.environ, **self.env}, capture_output=True, text=True, check=check, timeout=60
+            list(args), env={**os.environ, **self.env}, capture_output=True, text=True, check=check, timeout=timeout
         )
 
     def logs(self) -> str:

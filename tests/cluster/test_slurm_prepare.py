@@ -80,6 +80,7 @@ def test_prepare_array_matches_one_process(slurm_cluster, cluster_shards, tmp_pa
         "--wrap",
         f"{task} partition=$SLURM_ARRAY_TASK_ID",
         check=False,
+        timeout=900,
     )
     LIVE_TIMINGS.append((f"gst-prepare as a {PARTITIONS}-task SLURM array", time.monotonic() - started))
     logs = "\n".join(p.read_text() for p in sorted(tmp_path.glob("prepare_*.log")))

@@ -1,0 +1,104 @@
+"""Datasets in object storage: training reads ``s3://`` shards, manifest and index from a real S3-compatible
+server (moto's server mode on 127.0.0.1), resumes from them, and a bucket that vanishes mid-epoch is an error that
+names the shard, not a hang. Credentials come from the environment and never reach the run folder."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from training.conftest import quiet_overrides, run_train_cli
+
+from .conftest import LIVE_TIMINGS
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("live_timer")]
+
+SECRET = "gst-test-secret-do-not-log"
+BUCKET = "gst-data"
+
+
+@pytest.fixture
+def s3_server(monkeypatch):
+    """moto's S3 on a free port of 127.0.0.1, reached through the standard AWS environment variables."""
+    moto_server = pytest.importorskip("moto.server", reason="pip install 'moto[server]' (the dev extra)")
+    pytest.importorskip("s3fs", reason="pip install s3fs (the cluster extra)")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {
+        "AWS_ACCESS_KEY_ID": "gst-test-key",
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    import fsspec
+
+    fsspec.config.conf.clear()
+    try:
+        yield env
+    finally:
+        server.stop()
+
+
+def upload(local: Path, url: str) -> None:
+    import s3fs
+
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": os.environ["AWS_ENDPOINT_URL_S3"]}, skip_instance_cache=True)
+    fs.mkdir(BUCKET)
+    fs.put(str(local) + "/", url.removeprefix("s3://"), recursive=True)
+
+
+def test_train_from_s3_and_resume(s3_server, cluster_shards, tmp_path):
+    url = f"s3://{BUCKET}/shards"
+    upload(cluster_shards, url)
+    common = [
+        "model=gpt",
+        "model/gpt@model.net=tiny",
+        f"data.shards={url}",
+        "trainer=cpu",
+        "data.num_workers=0",
+        "data.batching.max_batch_size=2",
+        "data.val_batching.max_batch_size=2",
+        *quiet_overrides(),
+        "trainer.limit_val_batches=0",
+        "~callbacks.best_checkpoint",
+        "seed=7",
+        "callbacks.model_checkpoint.every_n_train_steps=2",
+    ]
+    started = time.monotonic()
+    proc, first = run_train_cli([*common, "trainer.max_steps=4"], tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert first["global_step"] == 4
+    proc, resumed = run_train_cli(
+        [*common, "trainer.max_steps=9", f"ckpt_path={first['last_checkpoint']}"], tmp_path / "run"
+    )
+    LIVE_TIMINGS.append(("train 4 steps from s3:// then resume to 9", time.monotonic() - started))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert resumed["global_step"] == 9  # crossed into the second epoch (7 batches each): every shard read twice
+    for path in (tmp_path / "run").rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), f"the secret key leaked into {path}"
+
+
+def test_a_bucket_that_disappears_mid_epoch_names_the_shard(s3_server, cluster_shards):
+    import s3fs
+
+    from gpt_sovits_train.data.datamodule import GPTDataModule
+    from gpt_sovits_train.data.storage import ShardReadError
+
+    url = f"s3://{BUCKET}/shards"
+    upload(cluster_shards, url)
+    datamodule = GPTDataModule(url, batching={"max_batch_size": 2, "shuffle": False}, num_workers=0, seed=7)
+    batches = iter(datamodule.train_dataloader())
+    next(batches)  # the first shard is open and read
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": os.environ["AWS_ENDPOINT_URL_S3"]}, skip_instance_cache=True)
+    fs.rm(BUCKET, recursive=True)
+    started = time.monotonic()
+    with pytest.raises(ShardReadError, match=r"s3://gst-data/shards/train/.*\.tar"):
+        for _ in batches:
+            pass
+    LIVE_TIMINGS.append(("time to the error after the bucket vanished", time.monotonic() - started))
