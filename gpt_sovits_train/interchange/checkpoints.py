@@ -27,7 +27,7 @@ from gpt_sovits_train.interchange.gpt_sovits_v2 import (
     sovits_v2_from_raw,
 )
 from gpt_sovits_train.interchange.safe_config import check_travelling_config
-from gpt_sovits_train.interchange.safe_load import load_checkpoint, read_version_header
+from gpt_sovits_train.interchange.safe_load import load_checkpoint, plain, read_version_header
 
 LIGHTNING_NET_PREFIX = "net."
 KINDS = ("gpt", "sovits")
@@ -147,23 +147,31 @@ def sovits_network_from_v2(path: str | Path) -> nn.Module:
     return network_from_v2_file(read_network_file(path, "sovits"))
 
 
-def init_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors to start fine-tuning from: the weights of an official v2 file (``weight``), a G_/D_ training file
-    (``model``), one of our checkpoints (``state_dict``) or a plain state dict / safetensors, keys as stored."""
-    raw = load_checkpoint(path)
+def _tensors_to_start_from(raw: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     for key in ("weight", "model", "state_dict"):
         if isinstance(raw.get(key), Mapping):
             return {k: v for k, v in raw[key].items() if isinstance(v, torch.Tensor)}
     return {k: v for k, v in raw.items() if isinstance(v, torch.Tensor)}
 
 
+def init_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors to start fine-tuning from: the weights of an official v2 file (``weight``), a G_/D_ training file
+    (``model``), one of our checkpoints (``state_dict``) or a plain state dict / safetensors, keys as stored."""
+    return _tensors_to_start_from(load_checkpoint(path))
+
+
 def load_gpt_init(model: nn.Module, path: str | Path) -> dict[str, Any]:
-    """Fine-tune init of the GPT network from an official v2 ``.ckpt`` (or an s1 training checkpoint); strict.
+    """Fine-tune init of the GPT network from an official v2 ``.ckpt`` (``model.`` keys), an s1 training checkpoint
+    or one of ours (``net.`` keys); strict, so a file of another size or generation fails with its key list.
     Returns the file's v2 config (empty when it has none)."""
-    file = read_network_file(path, "gpt")
+    raw = load_checkpoint(path)
+    source = _tensors_to_start_from(raw)
+    weights = strip_prefix(source, GPT_PREFIX) or strip_prefix(source, LIGHTNING_NET_PREFIX)
+    if not weights:
+        raise V2FormatError(f"{path}: no 'model.' or 'net.' GPT weights (top-level keys {sorted(raw)[:8]})")
     target_dtype = next(model.parameters()).dtype
-    model.load_state_dict({k: v.to(target_dtype) for k, v in file.weights.items()}, strict=True)
-    return file.v2_config or {}
+    load_weights_strict(model, {k: v.to(target_dtype) for k, v in weights.items()})
+    return plain(raw.get("config", {}))
 
 
 RESOLVED_CONFIG = "resolved_config.yaml"
@@ -186,7 +194,7 @@ def network_config_beside(checkpoint: str | Path) -> dict | None:
             net = OmegaConf.select(OmegaConf.load(resolved), "model.net")
             if net is None:
                 return None
-            plain = OmegaConf.to_container(net, resolve=False)
-            check_travelling_config(plain, f"{resolved} (model.net)")
-            return plain
+            net_cfg = OmegaConf.to_container(net, resolve=False)
+            check_travelling_config(net_cfg, f"{resolved} (model.net)")
+            return net_cfg
     return None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import sys
+import tempfile
 import types
 from pathlib import Path
 
@@ -21,14 +23,16 @@ from gpt_sovits_train.interchange.safe_load import (
     save_with_v2_hparams,
 )
 
-SIDE_EFFECTS: list[str] = []
+# Unpickling must leave no trace on disk: a list's ``append`` would be pickled with a *copy* of the list, so the
+# side effect is a directory that only running the payload creates.
+MARKER = Path(tempfile.gettempdir()) / f"gst_safe_load_executed_{os.getpid()}"
 
 
 class _CodeInPickle:
-    """An object whose unpickling would call a function: the attack safe loading must refuse."""
+    """An object whose unpickling would call a function (``os.mkdir``): the attack safe loading must refuse."""
 
     def __reduce__(self):
-        return (SIDE_EFFECTS.append, ("executed",))
+        return (os.mkdir, (str(MARKER),))
 
 
 def _hparams() -> V2HParams:
@@ -80,7 +84,7 @@ def test_pickle_with_code_is_refused_and_not_executed(tmp_path: Path) -> None:
     torch.save({"weight": {}, "payload": _CodeInPickle()}, path)
     with pytest.raises(UnsafeCheckpointError, match="refused to load"):
         load_checkpoint(path)
-    assert SIDE_EFFECTS == []
+    assert not MARKER.exists()
 
 
 def test_plain_pickle_file_is_refused(tmp_path: Path) -> None:
@@ -88,7 +92,7 @@ def test_plain_pickle_file_is_refused(tmp_path: Path) -> None:
     path.write_bytes(pickle.dumps({"x": _CodeInPickle()}))
     with pytest.raises((UnsafeCheckpointError, CheckpointReadError)):
         load_checkpoint(path)
-    assert SIDE_EFFECTS == []
+    assert not MARKER.exists()
 
 
 def test_corrupt_and_truncated_files_give_clear_errors(tmp_path: Path) -> None:
@@ -123,7 +127,7 @@ def test_lightning_checkpoint_with_partial_hparams_loads_weights_only(tmp_path: 
     loaded = load_checkpoint(path)
     assert set(loaded) == {"state_dict", "epoch"}
     assert torch.equal(loaded["state_dict"]["net.w"], torch.ones(3))
-    assert SIDE_EFFECTS == []
+    assert not MARKER.exists()
 
 
 def test_code_inside_weights_is_still_refused(tmp_path: Path) -> None:
@@ -131,7 +135,7 @@ def test_code_inside_weights_is_still_refused(tmp_path: Path) -> None:
     torch.save({"state_dict": {"net.w": _CodeInPickle()}, "hyper_parameters": {}}, path)
     with pytest.raises(UnsafeCheckpointError, match=r"state_dict\.net\.w"):
         load_checkpoint(path)
-    assert SIDE_EFFECTS == []
+    assert not MARKER.exists()
 
 
 def test_unknown_version_header_is_named_not_called_code(tmp_path: Path) -> None:

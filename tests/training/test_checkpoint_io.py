@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -40,25 +42,26 @@ def test_storage_options_rejected_with_advice(tmp_path):
         AtomicCheckpointIO().save_checkpoint({}, tmp_path / "x.ckpt", storage_options={"a": 1})
 
 
-MARKER: list[str] = []
-
-
 class _RunsCode:
-    """What a crafted ``last.ckpt`` carries: unpickling it calls a function (here: appends to MARKER)."""
+    """What a crafted ``last.ckpt`` carries: unpickling it calls ``os.mkdir`` (a side effect visible on disk)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
 
     def __reduce__(self):
-        return (MARKER.append, ("executed",))
+        return (os.mkdir, (self.marker,))
 
 
 def test_crafted_resume_checkpoint_is_refused_not_executed(tmp_path):
     """Lightning asks the IO for weights_only=False when a config says so; the code still must not run."""
     from gpt_sovits_train.interchange.safe_load import UnsafeCheckpointError
 
+    marker = tmp_path / "executed"
     path = tmp_path / "last.ckpt"
-    torch.save({"state_dict": {"net.w": torch.ones(2)}, "global_step": 3, "loops": {"x": _RunsCode()}}, path)
+    torch.save({"state_dict": {"net.w": torch.ones(2)}, "global_step": 3, "loops": {"x": _RunsCode(marker)}}, path)
     with pytest.raises(UnsafeCheckpointError, match=r"refused to load .*loops\.x") as error:
         AtomicCheckpointIO().load_checkpoint(path, weights_only=False)
-    assert MARKER == []
+    assert not marker.exists()
     assert "\n" not in str(error.value)
 
 
