@@ -17,9 +17,9 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from gpt_sovits_train.audio.io import AudioDecodeError, decode_audio, to_mono
+from gpt_sovits_train.audio.io import AudioDecodeError, decode_audio, resample, to_mono
+from gpt_sovits_train.audio.processing import clipped_fraction, normalize_loudness, rms_dbfs
 from gpt_sovits_train.clone.segment import EnergyVAD, Span, VoiceActivityDetector, pack_regions
-from gpt_sovits_train.clone.signal import clipped_fraction, normalize_loudness, resample, rms_dbfs
 from gpt_sovits_train.constants import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class SegmentRules:
     pad_seconds: float = 0.1
     max_clipped_fraction: float = 1e-3  # 0.1 % of samples pinned at full scale = audible distortion
     min_level_dbfs: float = -50.0  # quieter than this is silence or a mis-detected breath
-    target_dbfs: float = -20.0
+    target_lufs: float = -20.0
     sample_rate: int = SAMPLE_RATE  # what the SoVITS stage trains on
 
 
@@ -128,7 +128,7 @@ def curate_recordings(
     for source in tqdm(list(inputs), desc="slice recordings", unit="file"):
         raw, rate = load_recording(Path(source))
         report.input_seconds += len(raw) / rate
-        wav = resample(raw, rate, rules.sample_rate)
+        wav = resample(raw, rate, rules.sample_rate).numpy()
         if denoiser is not None:
             wav = denoiser(wav, rules.sample_rate)
         regions = vad(wav, rules.sample_rate)
@@ -150,7 +150,8 @@ def curate_recordings(
             record = SegmentRecord(key, str(source), span.start / rules.sample_rate, span.end / rules.sample_rate)
             if reason is None:
                 path = out_dir / f"{key}.wav"
-                sf.write(str(path), normalize_loudness(piece, rules.target_dbfs), rules.sample_rate, subtype="PCM_16")
+                level = normalize_loudness(piece, rules.sample_rate, rules.target_lufs)
+                sf.write(str(path), level, rules.sample_rate, subtype="PCM_16")
                 record.path = str(path)
             else:
                 record.dropped = reason

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gpt_sovits_train.clone.signal import resample
+from gpt_sovits_train.audio.io import resample
 
 
 class SpectralGateDenoiser:
@@ -92,6 +92,6 @@ class SpeechBrainDenoiser:
 
     @torch.no_grad()
     def __call__(self, wav: np.ndarray, sample_rate: int) -> np.ndarray:
-        audio = torch.from_numpy(resample(wav, sample_rate, self.model_rate))[None].to(self.device)
+        audio = resample(wav, sample_rate, self.model_rate)[None].to(self.device)
         enhanced = self.model.enhance_batch(audio, lengths=torch.ones(1, device=self.device))
-        return resample(enhanced[0].cpu().numpy(), self.model_rate, sample_rate)
+        return resample(enhanced[0].cpu(), self.model_rate, sample_rate).numpy()

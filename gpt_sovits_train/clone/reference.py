@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from gpt_sovits_train.clone.signal import clipped_fraction, estimate_snr_db, frame_rms_db, resample
+from gpt_sovits_train.audio.io import resample
+from gpt_sovits_train.audio.processing import clipped_fraction, estimate_snr_db, frame_rms_db
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def estimate_f0(
     ``voicing_threshold`` and it is within 30 dB of the clip's loud level. Plenty for ranking
     clips by typical pitch; not meant as a precise pitch tracker.
     """
-    audio = resample(np.asarray(wav, dtype=np.float32), sample_rate, PITCH_RATE).astype(np.float64)
+    audio = resample(np.asarray(wav, dtype=np.float32), sample_rate, PITCH_RATE).numpy().astype(np.float64)
     frame, hop = int(0.04 * PITCH_RATE), int(0.01 * PITCH_RATE)
     if audio.size < frame:
         return np.zeros(0)

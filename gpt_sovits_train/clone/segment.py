@@ -19,7 +19,8 @@ from typing import Protocol
 
 import numpy as np
 
-from gpt_sovits_train.clone.signal import frame_rms_db, resample
+from gpt_sovits_train.audio.io import resample
+from gpt_sovits_train.audio.processing import frame_rms_db
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ class SileroVAD:
         import torch
         from silero_vad import get_speech_timestamps
 
-        audio16 = resample(wav, sample_rate, self.MODEL_RATE)
+        audio16 = resample(wav, sample_rate, self.MODEL_RATE).numpy()
         stamps = get_speech_timestamps(
             torch.from_numpy(np.ascontiguousarray(audio16, dtype=np.float32)),
             self.model,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gpt_sovits_train.clone.signal import resample
+from gpt_sovits_train.audio.io import resample
 
 ASR_RATE = 16000
 LANGUAGES = ("auto", "zh", "en", "ja")
@@ -88,7 +88,7 @@ class TransformersASR:
         self.max_new_tokens = max_new_tokens
 
     def __call__(self, wav: np.ndarray, sample_rate: int) -> Transcript:
-        audio = resample(wav, sample_rate, ASR_RATE)
+        audio = resample(wav, sample_rate, ASR_RATE).numpy()
         kwargs: dict = {}
         if self.is_whisper:
             generate = {"task": "transcribe"}
@@ -118,7 +118,7 @@ class PocketsphinxASR:
         self.decoder = Decoder(samprate=ASR_RATE, loglevel="FATAL")
 
     def __call__(self, wav: np.ndarray, sample_rate: int) -> Transcript:
-        audio = resample(wav, sample_rate, ASR_RATE)
+        audio = resample(wav, sample_rate, ASR_RATE).numpy()
         pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
         self.decoder.start_utt()
         self.decoder.process_raw(pcm, full_utt=True)

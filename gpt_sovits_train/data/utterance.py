@@ -38,7 +38,7 @@ class AudioRules:
     trim_threshold_db: float = -40.0
     trim_keep_seconds: float = 0.05
     loudness: bool = True
-    target_rms_db: float = -20.0
+    target_lufs: float = -20.0
     peak_limit: float = 0.95
 
 
@@ -133,7 +133,7 @@ def load_clean_audio(path: str, rules: AudioRules) -> tuple[torch.Tensor, list[s
     if duration > rules.max_seconds:
         raise RejectedInput("too_long", f"{duration:.2f} s after trimming, maximum {rules.max_seconds} s")
     if rules.loudness:
-        wav = normalize_loudness(wav, rules.target_rms_db, rules.peak_limit)
+        wav = normalize_loudness(wav, SAMPLE_RATE, rules.target_lufs, rules.peak_limit)
     return wav.contiguous(), notes
 
 

@@ -58,7 +58,7 @@ def make_raw_recording(path: Path, speaker: str = "ava", language: str = "en", m
     import numpy as np
     import soundfile as sf
 
-    from gpt_sovits_train.clone.signal import resample
+    from gpt_sovits_train.audio.io import resample
 
     demo = REPO_ROOT / "data" / "demo"
     rows = [line.split("|", 3) for line in (demo / "demo.list").read_text(encoding="utf-8").splitlines() if line]
@@ -68,7 +68,7 @@ def make_raw_recording(path: Path, speaker: str = "ava", language: str = "en", m
     parts, texts = [np.zeros(rate)], []
     for rel, _spk, _lang, text in rows:
         wav, sr = sf.read(demo / rel, dtype="float32")
-        parts += [resample(wav, sr, rate), np.zeros(int(rate * rng.uniform(1.0, 2.5)))]
+        parts += [resample(wav, sr, rate).numpy(), np.zeros(int(rate * rng.uniform(1.0, 2.5)))]
         texts.append(text)
     mono = np.concatenate(parts)
     mono = mono + 0.003 * rng.standard_normal(mono.size)

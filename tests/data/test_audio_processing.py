@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -13,7 +14,9 @@ from gpt_sovits_train.audio.io import AudioDecodeError, decode_audio, encode_aud
 from gpt_sovits_train.audio.processing import (
     SliceConfig,
     clipped_fraction,
+    frame_rms_db,
     is_silent,
+    loudness_lufs,
     normalize_loudness,
     slice_on_silence,
     trim_silence,
@@ -62,9 +65,9 @@ def test_silence_clipping_and_loudness():
     assert is_silent(torch.zeros(RATE)) and not is_silent(tone(0.1))
     clipped = torch.clamp(tone(1.0, amplitude=2.0), -1, 1)
     assert clipped_fraction(clipped) > 0.3 and clipped_fraction(tone(1.0)) == 0.0
-    louder = normalize_loudness(tone(1.0, amplitude=0.01), target_rms_db=-20.0)
-    assert 20 * torch.log10(louder.pow(2).mean().sqrt()) == pytest.approx(-20.0, abs=0.1)
-    assert float(normalize_loudness(tone(1.0), target_rms_db=0.0).abs().max()) <= 0.95 + 1e-6
+    louder = normalize_loudness(tone(1.0, amplitude=0.01), RATE, target_lufs=-20.0)
+    assert loudness_lufs(louder, RATE) == pytest.approx(-20.0, abs=0.1)
+    assert float(normalize_loudness(tone(1.0), RATE, target_lufs=0.0).abs().max()) <= 0.95 + 1e-6
 
 
 def test_slicing_cuts_at_pauses_within_limits():
@@ -77,3 +80,25 @@ def test_slicing_cuts_at_pauses_within_limits():
     long_speech = tone(15.0)
     assert all((end - start) / RATE <= 6.0 for start, end in slice_on_silence(long_speech, RATE,
                                                                              SliceConfig(max_seconds=6.0)))
+
+
+def test_loudness_is_lufs_so_pauses_do_not_change_the_speech_level():
+    speech = tone(2.0, amplitude=0.05)
+    with_pauses = torch.cat([speech[: RATE], torch.zeros(2 * RATE), speech[RATE:], torch.zeros(2 * RATE)])
+    plain = normalize_loudness(speech, RATE, target_lufs=-23.0)
+    paused = normalize_loudness(with_pauses, RATE, target_lufs=-23.0)
+    # The gated LUFS measure ignores the pauses: the speech ends up within about 1 dB either way, where a
+    # whole-clip RMS rule would make the paused clip 10*log10(3) = 4.8 dB louder.
+    difference_db = 20 * math.log10(float(paused.abs().max()) / float(plain.abs().max()))
+    assert abs(difference_db) < 1.5, difference_db
+    assert loudness_lufs(plain, RATE) == pytest.approx(-23.0, abs=0.1)
+
+
+def test_numpy_and_torch_signals_share_one_implementation():
+    wav = torch.cat([torch.zeros(RATE // 2), tone(1.0), torch.zeros(RATE // 2)])
+    array = wav.numpy()
+    assert np.allclose(frame_rms_db(array, 400, 160), frame_rms_db(wav, 400, 160).numpy(), atol=1e-4)
+    assert isinstance(normalize_loudness(array, RATE), np.ndarray)
+    assert np.allclose(normalize_loudness(array, RATE), normalize_loudness(wav, RATE).numpy(), atol=1e-6)
+    assert trim_silence(array, RATE).shape[0] == trim_silence(wav, RATE).numel()
+    assert slice_on_silence(array, RATE) == slice_on_silence(wav, RATE)
