@@ -147,6 +147,13 @@ def export_sovits_decoder_onnx(
     only valid for the lengths it was traced with. Streaming uses fixed-size token chunks anyway: export one graph
     per (chunk size, phone count bucket, reference length) a deployment needs, padding inputs to the bucket.
     """
+    decoder = getattr(network, "decoder", "hifigan")
+    if decoder != "hifigan":
+        # torch.onnx has no export for the complex-valued torch.istft the iSTFT head ends with
+        raise ValueError(
+            f"the SoVITS decoder {decoder!r} cannot be exported to ONNX (torch.istft has no ONNX export); export a "
+            "network with the HiFi-GAN decoder (decoder=hifigan), or serve this one with PyTorch"
+        )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = _SoVITSDecode(network.eval(), noise_scale, speed)

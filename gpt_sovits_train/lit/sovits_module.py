@@ -38,7 +38,10 @@ TEXT_PATH_PREFIXES = ("enc_p.text_embedding", "enc_p.encoder_text", "enc_p.mrte"
 
 
 class SoVITSModule(L.LightningModule):
-    """Trains `net` (SoVITSGenerator) against `discriminator` with v2's losses (mel x45, KL x1, FM, LSGAN)."""
+    """Trains `net` (SoVITSGenerator) against `discriminator` with v2's losses (mel x45, KL x1, FM, LSGAN).
+
+    ``c_adv`` weighs the generator's adversarial and feature-matching terms (1, as in v2; 0 leaves the reconstruction
+    losses alone)."""
 
     def __init__(
         self,
@@ -49,6 +52,7 @@ class SoVITSModule(L.LightningModule):
         text_low_lr_rate: float = 0.4,
         c_mel: float = 45.0,
         c_kl: float = 1.0,
+        c_adv: float = 1.0,
         grad_clip_norm: float | None = None,
         accumulate_grad_batches: int = 1,
         freeze: tuple[str, ...] | list[str] = (),
@@ -201,9 +205,12 @@ class SoVITSModule(L.LightningModule):
         loss_gen, loss_fm = generator_gan_losses(self.discriminator, y, out.y_hat)
         loss_mel = mel_reconstruction_loss(y_mel, y_hat_mel)
         loss_kl = kl_loss(out.z_p, out.logs_q, out.m_p, out.logs_p, out.y_mask)
-        loss_g = loss_gen + loss_fm + self.hparams.c_mel * loss_mel + self.hparams.c_kl * loss_kl + out.commit_loss
-        terms = {"loss_gen": loss_gen, "loss_fm": loss_fm, "loss_mel": self.hparams.c_mel * loss_mel,
-                 "loss_kl": self.hparams.c_kl * loss_kl, "loss_commit": out.commit_loss}  # as weighted in loss_g
+        # c_adv 1 is v2; 0 trains the reconstruction path alone (the discriminator still learns): a warm-up, and what
+        # learning tests assert on, since the adversarial terms make an overfit diverge between CPU kernel paths.
+        hp = self.hparams
+        loss_g = hp.c_adv * (loss_gen + loss_fm) + hp.c_mel * loss_mel + hp.c_kl * loss_kl + out.commit_loss
+        terms = {"loss_gen": hp.c_adv * loss_gen, "loss_fm": hp.c_adv * loss_fm, "loss_mel": hp.c_mel * loss_mel,
+                 "loss_kl": hp.c_kl * loss_kl, "loss_commit": out.commit_loss}  # as weighted in loss_g
         if self._finite_or_skip(loss_g, "gen", terms):
             self.manual_backward(loss_g / accumulate)
             if step_now:

@@ -20,6 +20,7 @@ def clone_cfg(tmp_path: Path, recording: Path, *extra: str):
     ])
 
 
+@pytest.mark.slow  # over ~20 s on 2 cores
 def test_slice_transcribe_reference_then_resume(tmp_path: Path, raw_recording) -> None:
     pytest.importorskip("pocketsphinx")
     recording, texts = raw_recording
@@ -55,6 +56,7 @@ def test_missing_inputs_is_a_clear_error(tmp_path: Path) -> None:
         CloneWorkflow(cfg)
 
 
+@pytest.mark.slow  # over ~20 s on 2 cores
 def test_gst_clone_cli_runs_the_front_half(tmp_path: Path, raw_recording) -> None:
     pytest.importorskip("pocketsphinx")
     import os

@@ -150,6 +150,7 @@ def test_folder_and_ljspeech_inputs(tmp_path):
     assert utterances[0].audio_path.endswith("wavs/LJ001.wav") and skips[0].reason == "malformed_line"
 
 
+@pytest.mark.slow  # over ~20 s on 2 cores
 def test_parallel_workers_write_the_same_samples(tmp_path, random_models, make_prepare_config):
     corpus, _ = write_bad_corpus(tmp_path / "corpus")
     common = [*STRICT, "shards.utterances_per_chunk=2"]

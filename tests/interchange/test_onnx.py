@@ -114,3 +114,28 @@ def test_sovits_decoder_onnx_matches_reference_wav(ref_dir: Path, tmp_path: Path
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     wav = session.run(None, {"codes": codes.numpy(), "text": text.numpy(), "refer_spec": spec.numpy()})[0]
     np.testing.assert_allclose(wav, tensors["output.decode.wav"].numpy(), atol=1e-5, rtol=1e-4)
+
+
+def test_istft_head_is_rejected_with_a_clear_message(tmp_path: Path) -> None:
+    """The iSTFT head ends in ``torch.istft``, which torch.onnx cannot export: say so before tracing anything."""
+    import warnings
+
+    from gpt_sovits_train.interchange.onnx import export_sovits_decoder_onnx
+    from gpt_sovits_train.models.sovits.synthesizer import SoVITSGenerator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        network = SoVITSGenerator(
+            segment_size=8,
+            inter_channels=16,
+            filter_channels=64,
+            n_layers=2,
+            upsample_initial_channel=32,
+            posterior_layers=4,
+            flow_layers=2,
+            n_flows=2,
+            decoder="istft",
+        )
+    with pytest.raises(ValueError, match="'istft' cannot be exported to ONNX"):
+        export_sovits_decoder_onnx(network, tmp_path / "decode.onnx")
+    assert not (tmp_path / "decode.onnx").exists()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from gpt_sovits_train.training.run import train
 
 from .conftest import compose_train, quiet_overrides, stage_overrides
 
 
+@pytest.mark.slow  # over ~20 s on 2 cores
 def test_tiny_gpt_memorizes_demo_utterances(demo_shards, tmp_path):
     overrides = [
         *stage_overrides("gpt", demo_shards),
