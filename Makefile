@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 TORCH_PINS := torch==2.14.1 torchaudio==2.11.0
 DEMO_DIR ?= artifacts/demo
 
-.PHONY: install demo test test-fast test-slow lint bench clean
+.PHONY: install demo test test-fast test-slow lint bench gpu-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,9 +37,15 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff format --check . || true
 
-## Benchmarks as JSON (see ../shared/PERFORMANCE.md for the workloads).
+## Benchmarks as JSON (see ../shared/PERFORMANCE.md for the workloads): machine bounds, every runtime, quality
+## gates; with a GPT-SoVITS checkout in REFERENCE, the reference runs in the same session and ratios are added.
+REFERENCE ?=
 bench: $(STAMP)
-	$(PY) scripts/bench.py
+	$(PY) scripts/bench.py --out bench.json $(if $(REFERENCE),--reference $(REFERENCE))
+
+## One-shot GPU check (<= 8 min on one GPU): training MFU, SoVITS bf16/fp16, compiled decode, RTF, loader, DDP.
+gpu-check: $(STAMP)
+	$(PY) scripts/gpu_check.py --out gpu_check.json
 
 clean:
 	rm -rf $(DEMO_DIR) outputs multirun wandb .pytest_cache

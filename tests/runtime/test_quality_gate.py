@@ -35,11 +35,11 @@ def test_exact_path_passes_its_own_gate_with_identical_logits(tiny_gpt_weights, 
     assert result.metrics["max_abs_logit_diff"] == 0.0
 
 
-#: Measured on the fixture's 64-wide reference weights (near-tied logits): 8-bit weights keep every argmax; bf16
-#: step weights flip 2 of 48 teacher-forced argmaxes (top-1 0.958, greedy identical 0.83, max logit error 0.011)
-#: and 4-bit blocks of 32 flip ~10 % (top-1 0.89, greedy 0.30). The gate must reject those two here — which is why
-#: it runs on the user's own weights before anything is picked.
-EXPECTED_PASS = {"ort-int8": True, "torch-bf16-weights": False, "ort-int4": False}
+#: Measured on the fixture's 64-wide reference weights, whose logits are nearly tied: none of the fast engines keeps
+#: every argmax there. 8-bit (int8 compute) flips 1 of 48 teacher-forced steps (top-1 0.979), bf16 step weights 2
+#: (0.958, greedy identical 0.83), 4-bit 6 (0.875, greedy 0.42). The gate rejects all three at this size — which
+#: is why it runs on the user's own weights before anything is picked — so the test pins the figures' range.
+MIN_TOP1_AT_TINY = {"ort-int8": 0.95, "torch-bf16-weights": 0.93, "ort-int4": 0.8}
 
 
 @pytest.mark.parametrize("engine", [e for e in GPT_ENGINES if e != "torch-fp32"])
@@ -50,8 +50,9 @@ def test_every_fast_gpt_engine_is_gated_at_tiny_size(tiny_gpt_weights, exact_vie
     result = gpt_gate(exact_view, candidate, GateInputs.tiny())
     assert result.metrics["compared_steps"] == 2 * 24
     assert 0 < result.metrics["max_abs_logit_diff"] < 1.0  # lower precision: close, not equal
-    assert result.passed == EXPECTED_PASS[engine], result.summary()
+    assert result.metrics["top1_agreement"] >= MIN_TOP1_AT_TINY[engine], result.summary()
     assert result.passed == (result.metrics["top1_agreement"] >= 0.99 and result.metrics["greedy_identical"] >= 0.95)
+    assert result.passed == (not result.failures)
 
 
 def test_gate_rejects_an_engine_whose_logits_are_off(tiny_gpt_weights, exact_view) -> None:
