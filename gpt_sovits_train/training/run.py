@@ -190,8 +190,8 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     finally:
         finish_wandb_run()
     preemption = next((cb for cb in trainer.callbacks if isinstance(cb, PreemptionCheckpoint)), None)
-    if preemption is not None and preemption.saved_path is not None:
-        status = "preempted"
+    if status != "diverged" and preemption is not None and preemption.saved_path is not None:
+        status = "preempted"  # (the preemption callback also saves on the guard's exception: that is no preemption)
     if status == "finished" and not trainer.interrupted:
         save_final_checkpoint(trainer)
     best, last = _checkpoint_paths(trainer)

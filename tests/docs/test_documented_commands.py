@@ -144,7 +144,10 @@ class Runner:
                     args = [a.replace("dry_run=false", "dry_run=true") for a in args]
                 args += smoke_overlay(cli, command.argv[1:], str(self.ws / "runs" / f"cmd{index:02d}"), self.values())
             argv = [sys.executable, "-m", f"gpt_sovits_train.cli.{cli}", *args]
-            proc = subprocess.run(argv, cwd=cwd or self.ws, env=env, capture_output=True, text=True, timeout=900)
+            try:
+                proc = subprocess.run(argv, cwd=cwd or self.ws, env=env, capture_output=True, text=True, timeout=1800)
+            except subprocess.TimeoutExpired as expired:  # recorded as a failure; the later commands still run
+                proc = subprocess.CompletedProcess(argv, 124, str(expired.stdout or ""), f"timed out: {expired}")
             if proc.returncode == 0 and cli == "train" and mode == "smoke":
                 self._remember(command, self.ws / "runs" / f"cmd{index:02d}")
         result = {"source": command.source, "command": command.text, "mode": mode, "reason": reason,
