@@ -47,9 +47,9 @@ def _clip(path: Path, seconds: float, pitch: float) -> Path:
 
 
 @pytest.fixture(scope="module")
-def generate(ref_dir: Path):
+def generate(ref_dir: Path, t2s_meta: dict):
     weights = {k[7:]: v for k, v in load_file(str(ref_dir / "tiny_t2s.safetensors")).items() if k.startswith("weight.")}
-    return decoder_generate_fn(CachedT2S(weights, heads=4))
+    return decoder_generate_fn(CachedT2S(weights, heads=t2s_meta["config"]["model"]["head"]))
 
 
 def _synthesizer(generate, sovits, random_feature_models, **features) -> Synthesizer:

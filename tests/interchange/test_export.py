@@ -29,13 +29,14 @@ def _lightning_checkpoint(ref_dir: Path, name: str, path: Path) -> dict[str, tor
 def test_gpt_config_read_off_weights(ref_dir: Path) -> None:
     weights = {k[7:]: v for k, v in load_file(str(ref_dir / "tiny_t2s.safetensors")).items() if k.startswith("weight.")}
     expected = json.loads((ref_dir / "tiny_t2s.json").read_text())["config"]["model"]
-    assert gpt_v2_config(weights, heads=4)["model"] == expected
+    assert gpt_v2_config(weights, heads=expected["head"])["model"] == expected
 
 
 def test_cli_export_round_trip(ref_dir: Path, tmp_path: Path) -> None:
     gpt = _lightning_checkpoint(ref_dir, "tiny_t2s", tmp_path / "gpt.ckpt")
     sovits = _lightning_checkpoint(ref_dir, "tiny_sovits", tmp_path / "sovits.ckpt")
     tiny = json.loads((ref_dir / "tiny_sovits.json").read_text())["config"]["model"]
+    gpt_config = json.loads((ref_dir / "tiny_t2s.json").read_text())["config"]["model"]
     out = tmp_path / "exported"
     overrides = [f"++sovits.model.{k}={json.dumps(v)}" for k, v in tiny.items() if k != "version"]
     command = [
@@ -48,7 +49,7 @@ def test_cli_export_round_trip(ref_dir: Path, tmp_path: Path) -> None:
         "name=tiny",
         "epoch=2",
         "steps=40",
-        "gpt.heads=4",
+        f"gpt.heads={gpt_config['head']}",
         "formats=[v2,safetensors,onnx]",
         *overrides,
     ]
@@ -56,7 +57,7 @@ def test_cli_export_round_trip(ref_dir: Path, tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-2000:]
 
     gpt_back = read_gpt_v2(out / "GPT_weights_v2" / "tiny-e2.ckpt")
-    assert gpt_back.info == "GPT-e2" and gpt_back.config["model"]["head"] == 4
+    assert gpt_back.info == "GPT-e2" and gpt_back.config["model"]["head"] == gpt_config["head"]
     sovits_back = read_sovits_v2(out / "SoVITS_weights_v2" / "tiny_e2_s40.pth")
     assert sovits_back.config["model"]["inter_channels"] == tiny["inter_channels"]
     for original, back in (
@@ -75,7 +76,7 @@ def test_cli_export_round_trip(ref_dir: Path, tmp_path: Path) -> None:
     session = onnxruntime.InferenceSession(str(out / "onnx" / "sovits_decode.onnx"))
     assert [i.name for i in session.get_inputs()] == ["codes", "text", "refer_spec"]
     resolved = yaml.safe_load((out / "tiny_gpt.yaml").read_text())
-    assert resolved["name"] == "tiny" and resolved["v2_config"]["model"]["n_layer"] == 3
+    assert resolved["name"] == "tiny" and resolved["v2_config"]["model"]["n_layer"] == gpt_config["n_layer"]
 
 
 def test_cli_reports_missing_inputs(tmp_path: Path) -> None:
@@ -95,8 +96,9 @@ def test_v2_files_import_to_safetensors(ref_dir: Path, tmp_path: Path) -> None:
     from gpt_sovits_train.interchange.export import export_models
 
     files = write_tiny_v2_files(ref_dir, tmp_path / "v2")
+    heads = json.loads((ref_dir / "tiny_t2s.json").read_text())["config"]["model"]["head"]
     written = export_models(
-        tmp_path / "ours", "imported", files["gpt"], files["sovits"], gpt_heads=4, formats=("safetensors",)
+        tmp_path / "ours", "imported", files["gpt"], files["sovits"], gpt_heads=heads, formats=("safetensors",)
     )
     for kind, reader in (("gpt", read_gpt_v2), ("sovits", read_sovits_v2)):
         original = reader(files[kind]).weights

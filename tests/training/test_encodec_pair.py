@@ -65,11 +65,15 @@ def test_encodec_gpt_preset_models_the_same_codec_tokens(encodec_shards, tmp_pat
     sovits_data = build(sovits_cfg)[0]
     sovits_data.setup("fit")
     sovits_batch = next(iter(sovits_data.train_dataloader()))
+    compared = 0
     for row, key in enumerate(sovits_batch["keys"]):
         if key in batch["keys"]:
             gpt_row = batch["keys"].index(key)
             shared = min(int(lengths[gpt_row]), int(sovits_batch["content_code_lengths"][row]))
+            assert shared > 0
             assert torch.equal(ids[gpt_row, :shared], sovits_batch["content_codes"][row, :shared])
+            compared += 1
+    assert compared > 0, f"no utterance in both first batches: {batch['keys']} vs {sovits_batch['keys']}"
 
     result = train(compose_train(_short_run(["experiment=demo_encodec_gpt"], encodec_shards, 4), tmp_path))
     _finished_with_finite_losses(result, 4)

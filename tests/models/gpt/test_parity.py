@@ -52,6 +52,20 @@ def test_padded_batch_loss_and_accuracy_in_compat_mode(ref_dir):
     assert_close_as_recommended(summed_cross_entropy(logits, targets).view(1), "batch.loss_forward_old", meta, t)
     acc = top_k_accuracy(logits, targets, k=3, ignore=model.eos)
     assert_close_as_recommended(acc.view(1), "batch.acc_forward_old", meta, t)
+    # The fixture's accuracy may be 0.0, which a constant passes: also score targets that hit (first half of every
+    # row set to its 2nd-ranked logit) against v2's metric, torchmetrics top-3 micro accuracy ignoring EOS.
+    from torchmetrics.classification import MulticlassAccuracy
+
+    hit = targets.clone()
+    half = hit.shape[1] // 2
+    keep = hit[:, :half] != model.eos
+    hit[:, :half] = torch.where(keep, logits[:, :half].topk(2, dim=-1).indices[..., 1], hit[:, :half])
+    v2_metric = MulticlassAccuracy(
+        logits.shape[-1], top_k=3, average="micro", multidim_average="global", ignore_index=model.eos
+    )
+    expected = v2_metric(logits.permute(0, 2, 1), hit)
+    assert 0 < float(expected) < 1
+    torch.testing.assert_close(top_k_accuracy(logits, hit, k=3, ignore=model.eos), expected, atol=1e-6, rtol=0)
 
 
 def test_default_mode_fixes_padding_quirks(ref_dir):

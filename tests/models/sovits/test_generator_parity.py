@@ -70,6 +70,25 @@ def test_train_forward_matches_reference(reference):
     _close("output.train.loss_kl", kl.reshape(1), t, tol)
 
 
+def test_commitment_term_is_the_distance_to_the_chosen_codes(reference):
+    """The fixture's ``kl_ssl`` is 0 (v2's frozen quantizer runs in eval mode), which a constant passes. Unfrozen, the
+    commitment term must be the mean squared distance between the projected features and their nearest codes, the
+    codes being the ones the reference chose (``output.latent.codes``)."""
+    model, t, _, _ = reference
+    projected = model.ssl_proj(t["input.latent.ssl"]).detach()
+    model.quantizer.train()
+    try:
+        _, codes, commit = model.quantizer(projected)
+    finally:
+        model.quantizer.eval()
+    assert torch.equal(codes.reshape(-1), t["output.latent.codes"].reshape(-1))
+    embed = model.quantizer.vq.layers[0]._codebook.embed
+    nearest = embed[codes.reshape(-1)]  # [T, D]
+    expected = torch.nn.functional.mse_loss(nearest, projected[0].transpose(0, 1))
+    assert float(commit) > 0
+    torch.testing.assert_close(commit, expected, rtol=1e-5, atol=1e-7)
+
+
 def test_mel_loss_matches_reference(reference):
     _, t, tol, meta = reference
     mel = spec_to_mel(t["input.train.spec"])
