@@ -70,11 +70,11 @@ def test_train_from_s3_and_resume(s3_server, cluster_shards, tmp_path):
         "callbacks.model_checkpoint.every_n_train_steps=2",
     ]
     started = time.monotonic()
-    proc, first = run_train_cli([*common, "trainer.max_steps=4"], tmp_path / "run")
+    proc, first = run_train_cli([*common, "trainer.max_steps=4"], tmp_path / "run", timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert first["global_step"] == 4
     proc, resumed = run_train_cli(
-        [*common, "trainer.max_steps=9", f"ckpt_path={first['last_checkpoint']}"], tmp_path / "run"
+        [*common, "trainer.max_steps=9", f"ckpt_path={first['last_checkpoint']}"], tmp_path / "run", timeout=900
     )
     LIVE_TIMINGS.append(("train 4 steps from s3:// then resume to 9", time.monotonic() - started))
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -54,7 +54,7 @@ def test_prepare_array_matches_one_process(slurm_cluster, cluster_shards, tmp_pa
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
 

@@ -101,7 +101,7 @@ def uninterrupted(slurm_cluster, cluster_shards, tmp_path_factory) -> dict:
     sweep_dir = tmp_path_factory.mktemp("slurm_uninterrupted")
     started = time.monotonic()
     proc = launch(slurm_cluster, sweep_dir, [*slurm_cpu_overrides(), *tiny_gpt_overrides(cluster_shards)])
-    output = finish(proc, slurm_cluster, 300)
+    output = finish(proc, slurm_cluster, 900)
     LIVE_TIMINGS.append(("uninterrupted SLURM training job (submit to results)", time.monotonic() - started))
     assert proc.returncode == 0, output[-4000:] + job_log(sweep_dir)
     return {"sweep_dir": sweep_dir, "result": json.loads((sweep_dir / "0" / "train_result.json").read_text())}
@@ -128,14 +128,14 @@ def test_usr1_preemption_requeues_and_resumes_to_the_same_weights(
         "+callbacks.pace.seconds=0.5",
     ]
     proc = launch(slurm_cluster, sweep_dir, overrides)
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 600
     while not (run_dir / "checkpoints" / "last.ckpt").exists():  # the job is running and has taken steps
         assert proc.poll() is None, proc.stdout.read()[-4000:] + job_log(sweep_dir)
         assert time.monotonic() < deadline, "the job never reached its first checkpoint\n" + slurm_cluster.logs()
         time.sleep(0.2)
     (job,) = job_ids(sweep_dir)
     slurm_cluster.run("scancel", "--signal=USR1", job)
-    output = finish(proc, slurm_cluster, 400)
+    output = finish(proc, slurm_cluster, 900)
     assert proc.returncode == 0, output[-4000:] + job_log(sweep_dir)
 
     assert slurm_cluster.wait_for_job(job, 120) == "COMPLETED"
