@@ -215,7 +215,7 @@ SOVITS_DATA = {"filter_length": 2048, "hop_length": 640, "win_length": 2048, "n_
 SOVITS_TRAIN = {"learning_rate": 1e-4, "betas": [0.8, 0.99], "eps": 1e-9, "lr_decay": 0.999875, "c_mel": 45,
                 "c_kl": 1.0, "text_low_lr_rate": 0.4, "segment_size": 7680, "fp16_run": False}
 SOVITS_RUN = {"seed": 0, "batches_per_epoch": 4, "batch_size": 2, "frames": [16, 13], "phonemes": [9, 6],
-              "optimizer_steps": 32, "compare_steps": 8, "discriminator_periods": [2]}
+              "optimizer_steps": 12, "compare_steps": 8, "discriminator_periods": [2]}
 
 
 def _reference_sovits_nets(run: dict):
@@ -264,12 +264,34 @@ def sovits_batches(run: dict) -> list[dict[str, torch.Tensor]]:
     return out
 
 
-def step_noise(run: dict, step: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """What the reference draws in its forward right after ``torch.manual_seed(seed + 1000 + step)``: the posterior
-    noise (randn_like of m_q) then the slice positions (rand of [B])."""
-    g = torch.Generator().manual_seed(run["seed"] + 1000 + step)
-    noise = torch.randn(run["batch_size"], SOVITS_MODEL["inter_channels"], frames, generator=g)
-    return noise, torch.rand(run["batch_size"], generator=g)
+class DrawRecorder:
+    """Records what ``torch.randn_like`` and ``torch.rand`` return while the reference's generator runs forward —
+    its posterior noise and slice positions — without changing them; tests feed the same draws to ours."""
+
+    def __enter__(self):
+        self.draws: list[torch.Tensor] = []
+        self._randn_like, self._rand = torch.randn_like, torch.rand
+
+        def randn_like(*args, **kwargs):
+            out = self._randn_like(*args, **kwargs)
+            self.draws.append(out.detach().clone())
+            return out
+
+        def rand(*args, **kwargs):
+            out = self._rand(*args, **kwargs)
+            self.draws.append(out.detach().clone())
+            return out
+
+        torch.randn_like, torch.rand = randn_like, rand
+        return self
+
+    def __exit__(self, *exc) -> None:
+        torch.randn_like, torch.rand = self._randn_like, self._rand
+
+    def pick(self, shape: tuple[int, ...]) -> torch.Tensor:
+        found = [d for d in self.draws if tuple(d.shape) == shape]
+        assert len(found) == 1, f"expected one draw of shape {shape}, got {[tuple(d.shape) for d in self.draws]}"
+        return found[0]
 
 
 def run_reference_sovits(run: dict, initial: dict, batches, threads: int = 2, perturb: float = 0.0) -> dict:
@@ -314,13 +336,17 @@ def run_reference_sovits(run: dict, initial: dict, batches, threads: int = 2, pe
                 break
             ssl, spec, spec_lengths, y = batch["ssl"], batch["spec"], batch["spec_lengths"], batch["wav"]
             text, text_lengths = batch["text"], batch["text_lengths"]
-            torch.manual_seed(run["seed"] + 1000 + step)  # the forward's noise and slices: see step_noise
-            y_hat, kl_ssl, ids_slice, _, z_mask, (z, z_p, m_p, logs_p, m_q, logs_q), _ = net_g(
-                ssl, spec, spec_lengths, text, text_lengths)
-            noise, uniform = step_noise(run, step, spec.shape[2])
+            torch.manual_seed(run["seed"] + 1000 + step)
+            with DrawRecorder() as draws:
+                y_hat, kl_ssl, ids_slice, _, z_mask, (z, z_p, m_p, logs_p, m_q, logs_q), _ = net_g(
+                    ssl, spec, spec_lengths, text, text_lengths)
+            b, t = spec.shape[0], spec.shape[2]
+            noise = draws.pick((b, SOVITS_MODEL["inter_channels"], t))
+            uniform = draws.pick((b,))
             segment = hps_t["segment_size"] // hps_d["hop_length"]
-            assert torch.equal(ids_slice, (uniform * (spec_lengths - segment + 1)).long()), "slice draw order"
-            assert torch.allclose(z, (m_q + noise * torch.exp(logs_q)) * z_mask, atol=1e-5), "noise draw order"
+            assert torch.equal(ids_slice, (uniform * (spec_lengths - segment + 1)).long())
+            assert torch.allclose(z, (m_q + noise * torch.exp(logs_q)) * z_mask, atol=1e-5)
+            record.setdefault("draws", []).append((noise, uniform))
             mel = spec_to_mel_torch(spec, hps_d["filter_length"], hps_d["n_mel_channels"], hps_d["sampling_rate"],
                                     hps_d["mel_fmin"], hps_d["mel_fmax"])
             y_mel = commons.slice_segments(mel, ids_slice, segment)
@@ -371,7 +397,7 @@ def make_sovits(out: Path, write: bool) -> dict:
     main = run_reference_sovits(run, initial, batches)
     reruns = [run_reference_sovits(run, initial, batches, threads=1),
               run_reference_sovits(run, initial, batches, perturb=2.0**-23)]
-    series = [k for k in main if k not in ("lr_g", "lr_d", "final_norm")]
+    series = [k for k in main if k not in ("lr_g", "lr_d", "final_norm", "draws")]
     envelope = {k: [max(abs(r[k][i] - main[k][i]) / max(abs(main[k][i]), 1e-12) for r in reruns)
                     for i in range(run["optimizer_steps"])] for k in series}
     horizon = run["compare_steps"]
@@ -387,8 +413,9 @@ def make_sovits(out: Path, write: bool) -> dict:
                 "loss_gen + loss_fm + 45 * mel L1 + kl_ssl + 1 * kl, G AdamW step; param groups base / "
                 "text_embedding / encoder_text / mrte (the last three at lr x 0.4); ExponentialLR(0.999875) "
                 "stepped once before the first epoch and after each; grad norms from commons.clip_grad_value_(.., "
-                "None); torch.manual_seed(seed + 1000 + step) right before the generator forward (step_noise "
-                "reproduces its posterior noise and slice draws; asserted)",
+                "None); torch.manual_seed(seed + 1000 + step) right before the generator forward, whose posterior "
+                "noise (randn_like) and slice positions (rand) are recorded as drawn (stepN.*) for the first "
+                "compare_steps steps",
         "construction": "torch.manual_seed(seed); SynthesizerTrn(1025, segment_size // 640, n_speakers=300, "
                         "version='v2', **model) and MultiPeriodDiscriminator(version='v2') keeping DiscriminatorS "
                         "and the listed periods; weights replaced by N(mean, std) per tensor from a generator "
@@ -413,8 +440,7 @@ def make_sovits(out: Path, write: bool) -> dict:
         tensors = {}
         for i, batch in enumerate(batches):
             tensors.update({f"batch{i}.{k}": (v.half() if v.is_floating_point() else v) for k, v in batch.items()})
-        for step in range(run["optimizer_steps"]):
-            noise, uniform = step_noise(run, step, max(run["frames"]))
+        for step, (noise, uniform) in enumerate(main["draws"][: run["compare_steps"]]):
             tensors[f"step{step}.posterior_noise"], tensors[f"step{step}.slice_uniform"] = noise, uniform
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(out / "sovits_v2.safetensors"))
         (out / "sovits_v2.json").write_text(json.dumps(meta, indent=1) + "\n")
@@ -460,7 +486,9 @@ def make_scaled_adam(out: Path, write: bool) -> dict:
         "record": record,
         "final": {k: v.detach().flatten().tolist() for k, v in net.named_parameters()},
         "observed": {"steps_clipped": sum(f < 1.0 for f in record["clip_factor"])},
-        "tolerances": {"rtol": 1e-9, "atol": 1e-9},
+        # the reference keeps its gradient-norm bookkeeping in float32 even for float64 parameters, summed in
+        # another order than ours: clipping factors agree to ~1e-7, and so then do the parameters
+        "tolerances": {"rtol": 1e-5, "atol": 1e-6},
     }
     if write:
         (out / "scaled_adam_v2.json").write_text(json.dumps(meta, indent=1) + "\n")

@@ -115,7 +115,7 @@ class ScaledAdam(torch.optim.Optimizer):
         for p, g in zip(params, grads):
             state = self.state[p]
             weighted = g if p.numel() == 1 else g * state["param_rms"]
-            sumsq = sumsq + weighted.float().pow(2).sum()
+            sumsq += weighted.pow(2).sum()  # float32 bookkeeping, as the reference keeps it
         norm = sumsq.sqrt()
         scale, period = group["clipping_scale"], group["clipping_update_period"]
         lead = self.state[params[0]]
