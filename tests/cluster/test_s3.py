@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,8 @@ def s3_server(monkeypatch):
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    # moto keeps its buckets in process-wide state: start every test from an empty store (moto's reset endpoint).
+    urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST"), timeout=30)
     env = {
         "AWS_ACCESS_KEY_ID": "gst-test-key",
         "AWS_SECRET_ACCESS_KEY": SECRET,
