@@ -21,8 +21,8 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from gpt_sovits_train.data import storage
 from gpt_sovits_train.data.batching import BatchingConfig, Record, plan_epoch
@@ -86,8 +86,10 @@ class PlannedShardDataset(IterableDataset):
         collate: Callable[[list[dict[str, Any]]], Any],
         batching: BatchingConfig,
         seed: int,
+        read_timeout_s: float = storage.DEFAULT_READ_TIMEOUT_S,
     ) -> None:
         self.records = records
+        self.read_timeout_s = read_timeout_s
         self.shard_url = shard_url
         self.length_of = length_of
         self.collate = collate
@@ -121,8 +123,8 @@ class PlannedShardDataset(IterableDataset):
             return
         needed = {record["key"]: position for position, batch in enumerate(mine) for record in batch}
         shards = list(dict.fromkeys(record["shard"] for batch in mine for record in batch))
-        pipeline = wds.DataPipeline(wds.SimpleShardList([self.shard_url(shard) for shard in shards]),
-                                    wds.tarfile_to_samples())
+        streams = _open_streams([self.shard_url(shard) for shard in shards], self.read_timeout_s)
+        pipeline = group_by_keys(tar_file_expander(streams))
         arrived: dict[str, dict[str, Any]] = {}
         next_batch = 0
         for raw in _raising(pipeline):
@@ -136,6 +138,13 @@ class PlannedShardDataset(IterableDataset):
             missing = [r["key"] for batch in mine[next_batch:] for r in batch if r["key"] not in arrived]
             raise RuntimeError(f"{len(missing)} planned samples were not found in their shards, e.g. {missing[:3]}; "
                                "the shards do not match the index (re-run prepare with overwrite=true)")
+
+
+def _open_streams(urls: list[str], read_timeout_s: float) -> Iterator[dict[str, Any]]:
+    """One open stream per shard, closed (its ``pipe:`` command stopped and reaped) before the next opens."""
+    for url in urls:
+        with storage.open_shard(url, read_timeout_s) as stream:
+            yield {"url": url, "stream": stream}
 
 
 def _raising(pipeline: Any) -> Iterator[dict[str, Any]]:
@@ -204,8 +213,12 @@ class ShardDataModule(pl.LightningDataModule):
         shard_url_template: str | None = None,
         rank: int | None = None,
         world_size: int | None = None,
+        shard_read_timeout_s: float = storage.DEFAULT_READ_TIMEOUT_S,
     ) -> None:
         super().__init__()
+        if shard_read_timeout_s <= 0:
+            raise ValueError(f"data.shard_read_timeout_s must be positive, got {shard_read_timeout_s}")
+        self.shard_read_timeout_s = float(shard_read_timeout_s)
         self.dataset_dir: str | Path = shards if storage.is_url(shards) else Path(shards).expanduser()
         self.batching = batching if isinstance(batching, BatchingConfig) else BatchingConfig(**(batching or {}))
         val = val_batching if isinstance(val_batching, BatchingConfig) else BatchingConfig(**(val_batching or {}))
@@ -264,7 +277,7 @@ class ShardDataModule(pl.LightningDataModule):
             raise ValueError(f"the {split} split of {self.dataset_dir} is empty; re-run prepare with a val_fraction")
         url = functools.partial(shard_url, self.dataset_dir, self.shard_url_template)
         return PlannedShardDataset(self.records[split], url, self.length_function(), self.collate_function(),
-                                   batching, self.seed)
+                                   batching, self.seed, self.shard_read_timeout_s)
 
     def _loader(
         self,
