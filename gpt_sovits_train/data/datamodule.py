@@ -7,6 +7,11 @@ batch as soon as its samples have arrived. Worker ``w`` owns batches ``w, w+W, w
 is exactly the order in which the DataLoader collects from its workers, so the stream of batches the
 trainer sees is the plan itself: deterministic for (seed, epoch, rank, world_size), and resumable mid-epoch
 by dropping the first N batches.
+
+Faults end in one message naming what to look at: a ``pipe:`` source silent for ``shard_read_timeout_s`` (a stuck
+download) or failing raises ``storage.ShardReadError`` with the shard and the command; a damaged sample raises
+``schema.CorruptSampleError`` with the shard and the key. Items over the length cap (by default derived from
+``constants.MAX_CLIP_SECONDS``, so every clip gst-prepare keeps is trained on) are counted and reported per epoch.
 """
 
 from __future__ import annotations
