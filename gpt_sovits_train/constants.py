@@ -16,3 +16,11 @@ BERT_DIM = 1024  # width of the per-phoneme BERT features
 SSL_DIM = 768  # width of the SSL (HuBERT) features
 SEMANTIC_CODEBOOK = 1024  # semantic code ids 0..1023
 SEMANTIC_EOS = SEMANTIC_CODEBOOK  # the GPT's end-of-sequence id (its vocabulary is codes + EOS)
+
+# The duration policy, end to end: gst-prepare keeps clips up to MAX_CLIP_SECONDS (after trimming) whose transcripts
+# have at most MAX_PHONES_PER_SECOND phones per second, and both training stages derive their per-item length caps
+# from the same two numbers, so nothing prepare writes is left out of training by default (v2 itself trains SoVITS
+# on clips up to 54 s). A lower cap set on purpose (batching.max_item_length, e.g. on a small GPU) is counted and
+# reported every epoch.
+MAX_CLIP_SECONDS = 30.0
+MAX_PHONES_PER_SECOND = 30.0

@@ -8,7 +8,8 @@ The plan is a pure function of (index, seed, epoch, rank, world_size) computed f
   waits forever in a collective at the end of an epoch.
 * Dynamic batching: batches are filled up to ``max_tokens`` of *padded* cost (batch size × longest item), so a
   batch of long clips is small and a batch of short ones is large; items longer than ``max_item_length`` are
-  dropped, so one long clip can never run a GPU out of memory.
+  left out, so one long clip can never run a GPU out of memory. The DataModules derive that cap from the
+  duration policy (``constants.MAX_CLIP_SECONDS``) unless it is set, and count and report what it leaves out.
 * Resume: skipping the first N batches of an epoch is slicing a list.
 
 Shuffling happens at two levels, standing in for a shuffle buffer: the shard order is shuffled per epoch,
@@ -31,16 +32,21 @@ Record = dict[str, Any]
 class BatchingConfig:
     max_tokens: int = 20000  # padded cost budget per batch: len(batch) * max(length)
     max_batch_size: int = 64
-    max_item_length: int = 1500  # longer items are left out of training (OOM guard)
+    max_item_length: int | None = None  # longer items are left out (OOM guard); None: no cap
     window: int = 512  # samples bucketed together
     shuffle: bool = True
 
     def __post_init__(self) -> None:
-        if self.max_item_length > self.max_tokens:
+        if self.max_item_length is not None and self.max_item_length > self.max_tokens:
             raise ValueError(
                 f"max_item_length ({self.max_item_length}) exceeds max_tokens ({self.max_tokens}): the longest "
                 "allowed item would not fit in a batch; raise max_tokens or lower max_item_length"
             )
+
+
+def too_long(record: Record, length_of: Callable[[Record], int], config: BatchingConfig) -> bool:
+    """Whether the plan leaves ``record`` out for being longer than ``config.max_item_length``."""
+    return config.max_item_length is not None and length_of(record) > config.max_item_length
 
 
 def _rng(*parts: object) -> random.Random:
@@ -127,7 +133,7 @@ def plan_epoch(
     """This rank's batches for ``epoch``, in the order they must be consumed."""
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} outside world_size {world_size}")
-    usable = [record for record in records if length_of(record) <= config.max_item_length]
+    usable = [record for record in records if not too_long(record, length_of, config)]
     sequence = epoch_sequence(usable, seed, epoch, config.shuffle)
     if not sequence:
         raise ValueError("no item is short enough to batch: every length exceeds max_item_length")

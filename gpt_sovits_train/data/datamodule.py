@@ -7,13 +7,20 @@ batch as soon as its samples have arrived. Worker ``w`` owns batches ``w, w+W, w
 is exactly the order in which the DataLoader collects from its workers, so the stream of batches the
 trainer sees is the plan itself: deterministic for (seed, epoch, rank, world_size), and resumable mid-epoch
 by dropping the first N batches.
+
+Faults end in one message naming what to look at: a ``pipe:`` source silent for ``shard_read_timeout_s`` (a stuck
+download) or failing raises ``storage.ShardReadError`` with the shard and the command; a damaged sample raises
+``schema.CorruptSampleError`` with the shard and the key. Items over the length cap (by default derived from
+``constants.MAX_CLIP_SECONDS``, so every clip gst-prepare keeps is trained on) are counted and reported per epoch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
+import math
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,11 +28,12 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from webdataset.tariterators import group_by_keys, tar_file_expander
 
+from gpt_sovits_train.constants import HOP, MAX_CLIP_SECONDS, MAX_PHONES_PER_SECOND, SAMPLE_RATE, SEMANTIC_HZ
 from gpt_sovits_train.data import storage
-from gpt_sovits_train.data.batching import BatchingConfig, Record, plan_epoch
+from gpt_sovits_train.data.batching import BatchingConfig, Record, plan_epoch, too_long
 from gpt_sovits_train.data.collate import TOKEN_SOURCES, collate_gpt, collate_sovits
 from gpt_sovits_train.data.schema import decode_sample
 
@@ -86,8 +94,10 @@ class PlannedShardDataset(IterableDataset):
         collate: Callable[[list[dict[str, Any]]], Any],
         batching: BatchingConfig,
         seed: int,
+        read_timeout_s: float = storage.DEFAULT_READ_TIMEOUT_S,
     ) -> None:
         self.records = records
+        self.read_timeout_s = read_timeout_s
         self.shard_url = shard_url
         self.length_of = length_of
         self.collate = collate
@@ -121,8 +131,8 @@ class PlannedShardDataset(IterableDataset):
             return
         needed = {record["key"]: position for position, batch in enumerate(mine) for record in batch}
         shards = list(dict.fromkeys(record["shard"] for batch in mine for record in batch))
-        pipeline = wds.DataPipeline(wds.SimpleShardList([self.shard_url(shard) for shard in shards]),
-                                    wds.tarfile_to_samples())
+        streams = _open_streams([self.shard_url(shard) for shard in shards], self.read_timeout_s)
+        pipeline = group_by_keys(tar_file_expander(streams))
         arrived: dict[str, dict[str, Any]] = {}
         next_batch = 0
         for raw in _raising(pipeline):
@@ -136,6 +146,13 @@ class PlannedShardDataset(IterableDataset):
             missing = [r["key"] for batch in mine[next_batch:] for r in batch if r["key"] not in arrived]
             raise RuntimeError(f"{len(missing)} planned samples were not found in their shards, e.g. {missing[:3]}; "
                                "the shards do not match the index (re-run prepare with overwrite=true)")
+
+
+def _open_streams(urls: list[str], read_timeout_s: float) -> Iterator[dict[str, Any]]:
+    """One open stream per shard, closed (its ``pipe:`` command stopped and reaped) before the next opens."""
+    for url in urls:
+        with storage.open_shard(url, read_timeout_s) as stream:
+            yield {"url": url, "stream": stream}
 
 
 def _raising(pipeline: Any) -> Iterator[dict[str, Any]]:
@@ -204,12 +221,15 @@ class ShardDataModule(pl.LightningDataModule):
         shard_url_template: str | None = None,
         rank: int | None = None,
         world_size: int | None = None,
+        shard_read_timeout_s: float = storage.DEFAULT_READ_TIMEOUT_S,
     ) -> None:
         super().__init__()
+        if shard_read_timeout_s <= 0:
+            raise ValueError(f"data.shard_read_timeout_s must be positive, got {shard_read_timeout_s}")
+        self.shard_read_timeout_s = float(shard_read_timeout_s)
         self.dataset_dir: str | Path = shards if storage.is_url(shards) else Path(shards).expanduser()
-        self.batching = batching if isinstance(batching, BatchingConfig) else BatchingConfig(**(batching or {}))
-        val = val_batching if isinstance(val_batching, BatchingConfig) else BatchingConfig(**(val_batching or {}))
-        self.val_batching = BatchingConfig(**{**val.__dict__, "shuffle": False})
+        self.batching = self._capped(batching)
+        self.val_batching = dataclasses.replace(self._capped(val_batching), shuffle=False)
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.seed = 0 if seed is None else seed
@@ -221,9 +241,23 @@ class ShardDataModule(pl.LightningDataModule):
         self._resume: dict[str, int] | None = None
         self._train_loader: PlannedLoader | None = None
 
+    #: What the length measure counts (for messages).
+    length_unit = "length units"
+
     # -- subclass hooks: module-level callables, so datasets pickle into spawned workers without the DataModule
     def length_function(self) -> Callable[[Record], int]:
         raise NotImplementedError
+
+    def policy_max_item_length(self) -> int:
+        """The length of the longest item gst-prepare accepts (``constants.MAX_CLIP_SECONDS``): the cap used
+        when ``max_item_length`` is null, so training takes every clip prepare kept."""
+        raise NotImplementedError
+
+    def _capped(self, batching: dict[str, Any] | BatchingConfig | None) -> BatchingConfig:
+        config = batching if isinstance(batching, BatchingConfig) else BatchingConfig(**(batching or {}))
+        if config.max_item_length is None:
+            config = dataclasses.replace(config, max_item_length=self.policy_max_item_length())
+        return config
 
     def collate_function(self) -> Callable[[list[dict[str, Any]]], Any]:
         raise NotImplementedError
@@ -264,7 +298,28 @@ class ShardDataModule(pl.LightningDataModule):
             raise ValueError(f"the {split} split of {self.dataset_dir} is empty; re-run prepare with a val_fraction")
         url = functools.partial(shard_url, self.dataset_dir, self.shard_url_template)
         return PlannedShardDataset(self.records[split], url, self.length_function(), self.collate_function(),
-                                   batching, self.seed)
+                                   batching, self.seed, self.shard_read_timeout_s)
+
+    def report_left_out(self, split: str, batching: BatchingConfig) -> int:
+        """Count the ``split`` items the plan leaves out for length; log a line and the metric
+        ``data/<split>_left_out`` (every epoch for train, as the loader is rebuilt each epoch)."""
+        length_of = self.length_function()
+        left_out = [record for record in self.records[split] if too_long(record, length_of, batching)]
+        trainer = self.trainer
+        epoch = trainer.current_epoch if trainer is not None else self._epoch
+        if left_out:
+            longest = max(left_out, key=length_of)
+            log.warning(
+                "epoch %d: %d of %d %s items are longer than max_item_length=%d %s and are left out (longest: "
+                "%s, %d); raise data.%s.max_item_length (and max_tokens) if memory allows, or set it to null "
+                "to take every clip gst-prepare accepts",
+                epoch, len(left_out), len(self.records[split]), split, batching.max_item_length, self.length_unit,
+                longest["key"], length_of(longest), "batching" if split == "train" else "val_batching",
+            )  # fmt: skip
+        if trainer is not None:
+            for logger in trainer.loggers:
+                logger.log_metrics({f"data/{split}_left_out": float(len(left_out))}, step=trainer.global_step)
+        return len(left_out)
 
     def _loader(
         self,
@@ -283,10 +338,12 @@ class ShardDataModule(pl.LightningDataModule):
             log.info("setting trainer.reload_dataloaders_every_n_epochs=1 so every epoch's batch count is exact")
             trainer.reload_dataloaders_every_n_epochs = 1
         dataset = self._dataset("train", self.batching)
+        self.report_left_out("train", self.batching)
         self._train_loader = self._loader(dataset, self._train_position, self.load_state_dict)
         return self._train_loader
 
     def val_dataloader(self) -> PlannedLoader:
+        self.report_left_out("val", self.val_batching)
         return self._loader(self._dataset("val", self.val_batching), lambda peek: (0, *self.distributed_position(), 0))
 
     # -- exact resume
@@ -305,8 +362,13 @@ class ShardDataModule(pl.LightningDataModule):
 class SoVITSDataModule(ShardDataModule):
     """Batches of SSL features, spectrograms, waveforms and phonemes (``collate_sovits``)."""
 
+    length_unit = "SSL frames (50 Hz)"
+
     def length_function(self) -> Callable[[Record], int]:
         return sovits_length
+
+    def policy_max_item_length(self) -> int:
+        return math.ceil(MAX_CLIP_SECONDS * SAMPLE_RATE / HOP)
 
     def collate_function(self) -> Callable[[list[dict[str, Any]]], Any]:
         return collate_sovits
@@ -328,6 +390,11 @@ class GPTDataModule(ShardDataModule):
             raise ValueError(f"token_source must be one of {TOKEN_SOURCES}, got {token_source!r}")
         self.semantic_extractor = semantic_extractor
         self.token_source = token_source
+
+    length_unit = "phonemes + 25 Hz tokens"
+
+    def policy_max_item_length(self) -> int:
+        return math.ceil(MAX_CLIP_SECONDS * (SEMANTIC_HZ + MAX_PHONES_PER_SECOND))
 
     def length_function(self) -> Callable[[Record], int]:
         # EnCodec content tokens are 25 Hz like semantic ones: half the SSL frames (the stored semantic count

@@ -59,6 +59,10 @@ class SchemaError(ValueError):
     """A sample does not follow the shard schema (missing field, wrong dtype or shape)."""
 
 
+class CorruptSampleError(SchemaError):
+    """A sample inside a shard cannot be decoded (damaged bytes); the message names the shard and the key."""
+
+
 def safe_key(raw: str) -> str:
     """Turn an utterance id or path into a WebDataset-safe key: no dots, slashes or spaces."""
     key = re.sub(r"[^A-Za-z0-9_-]+", "_", raw).strip("_")
@@ -129,7 +133,24 @@ def encode_sample(sample: dict[str, Any]) -> dict[str, Any]:
 
 
 def decode_sample(raw: dict[str, Any]) -> dict[str, Any]:
-    """WebDataset raw dict (bytes per member) → schema sample with tensors; validates the result."""
+    """WebDataset raw dict (bytes per member) → schema sample with tensors; validates the result.
+
+    A sample that cannot be decoded (damaged FLAC, truncated ``.npy``, broken JSON, wrong shapes) raises
+    :class:`CorruptSampleError` naming the shard (webdataset's ``__url__``) and the key, so a training run that
+    meets one says which file to rewrite instead of only "flac decoder lost sync".
+    """
+    try:
+        return _decode_sample(raw)
+    except (ValueError, OSError, EOFError) as error:  # AudioDecodeError, SchemaError, JSON and npy errors
+        shard = raw.get("__url__", "an unnamed shard")
+        raise CorruptSampleError(
+            f"sample {raw.get('__key__')!r} in shard {shard} cannot be decoded ({type(error).__name__}: {error}); "
+            "the shard is damaged: re-run gst-prepare with overwrite=true to rewrite the dataset, or restore "
+            "that shard from a good copy"
+        ) from error
+
+
+def _decode_sample(raw: dict[str, Any]) -> dict[str, Any]:
     if AUDIO_EXTENSION not in raw:
         raise SchemaError(f"shard sample {raw.get('__key__')} has no {AUDIO_EXTENSION} member")
     decoded_audio = decode_audio(raw[AUDIO_EXTENSION])

@@ -15,7 +15,13 @@ import torch
 
 from gpt_sovits_train.audio.io import AudioDecodeError, decode_audio, resample, to_mono
 from gpt_sovits_train.audio.processing import clipped_fraction, is_silent, normalize_loudness, trim_silence
-from gpt_sovits_train.constants import BERT_DIM, SAMPLE_RATE, SSL_SAMPLE_RATE
+from gpt_sovits_train.constants import (
+    BERT_DIM,
+    MAX_CLIP_SECONDS,
+    MAX_PHONES_PER_SECOND,
+    SAMPLE_RATE,
+    SSL_SAMPLE_RATE,
+)
 from gpt_sovits_train.data.schema import safe_key
 from gpt_sovits_train.data.sources import Skip, Utterance
 
@@ -25,9 +31,9 @@ class AudioRules:
     """What audio is accepted and how it is cleaned (``conf/prepare.yaml`` → ``audio``)."""
 
     min_seconds: float = 0.6
-    max_seconds: float = 30.0
+    max_seconds: float = MAX_CLIP_SECONDS  # the duration policy training derives its length caps from
     max_file_seconds: float = 60.0
-    max_phones_per_second: float = 30.0
+    max_phones_per_second: float = MAX_PHONES_PER_SECOND
     silence_threshold_db: float = -50.0
     max_clipped_fraction: float = 0.001
     clip_level: float = 0.999
