@@ -71,6 +71,7 @@ def trainer(**kwargs) -> pl.Trainer:
     return pl.Trainer(**options)
 
 
+@pytest.mark.slow  # 49 s on 2 loaded cores (CLI subprocess or training run)
 def test_tiny_model_memorizes_short_sequences():
     batches = [make_gpt_batch([(6, 10), (4, 7)], seed=1), make_gpt_batch([(5, 8), (6, 9)], seed=2)]
     module = build_module("optimizer.lr=3e-3", "scheduler=null", "loss_normalization=token")
