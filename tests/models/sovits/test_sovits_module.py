@@ -262,3 +262,29 @@ def test_accumulation_steps_once_per_two_batches(tmp_path):
     assert all(torch.equal(after_first.first[n], start[n]) for n in start)
     moved = {n.split(".")[0] for n, p in module.named_parameters() if not torch.equal(p.detach(), start[n])}
     assert moved == {"net", "discriminator"}
+
+
+def test_discriminator_initialises_from_a_v2_d_file(tmp_path):
+    """``init_discriminator_from`` reads a v2 training ``D_*.pth`` (``{"model", "iteration", "optimizer",
+    "learning_rate"}``, as s2_train.py saves it) into the discriminator; a file of another size is refused."""
+    torch.manual_seed(1)
+    source = MultiPeriodDiscriminator(periods=[2, 3], max_channels=64)
+    optimizer = torch.optim.AdamW(source.parameters(), lr=1e-4)
+    path = tmp_path / "D_233333333333.pth"
+    torch.save(
+        {"model": source.state_dict(), "iteration": 7, "optimizer": optimizer.state_dict(), "learning_rate": 1e-4},
+        path,
+    )
+    torch.manual_seed(2)
+    module = _tiny_module(init_discriminator_from=str(path))
+    loaded, expected = module.discriminator.state_dict(), source.state_dict()
+    assert loaded.keys() == expected.keys()
+    assert all(torch.equal(loaded[k], expected[k]) for k in expected)
+    torch.manual_seed(2)
+    assert not torch.equal(
+        _tiny_module().discriminator.state_dict()[next(iter(expected))], next(iter(expected.values()))
+    )
+    other = tmp_path / "D_other.pth"
+    torch.save({"model": MultiPeriodDiscriminator(periods=[2], max_channels=64).state_dict(), "iteration": 1}, other)
+    with pytest.raises(ValueError, match="does not fit MultiPeriodDiscriminator"):
+        _tiny_module(init_discriminator_from=str(other))
