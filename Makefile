@@ -29,7 +29,11 @@ test: $(STAMP)
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest -q
 
+## The same checks without the slow tests (training runs, CLI subprocesses, multi-process); meant to stay under
+## 3 min on 2 cores: mark a test `@pytest.mark.slow` when it takes more than ~10 s.
 test-fast: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)

@@ -6,38 +6,20 @@ from pathlib import Path
 
 import hydra
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationToMissingValueError
 
 import gpt_sovits_train.training.resolvers  # noqa: F401
 from gpt_sovits_train.training.instantiate import instantiate_callbacks, instantiate_loggers
+from tests.helpers import compose_train, stages
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-
-
-def stages() -> list[str]:
-    return ["gpt", "sovits"]
 
 
 def options(group: str) -> list[str]:
     folder = CONF / group
     return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
-
-
-def compose_train(overrides: list[str], tmp_path: Path, config_name: str = "train") -> DictConfig:
-    """Compose like `gst-train` would, with the run folder under tmp_path, and make ${hydra:} resolvable."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name, overrides=[f"hydra.run.dir={tmp_path}", *overrides], return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(tmp_path)
-        cfg.hydra.job.num = 0
-    HydraConfig().set_config(cfg)
-    return cfg
 
 
 def resolve_without_hydra(cfg: DictConfig) -> dict:

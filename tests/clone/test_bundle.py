@@ -78,6 +78,7 @@ def _crafted_bundle(tmp_path: Path, where: str, node: dict) -> Path:
     return root
 
 
+@pytest.mark.slow  # 48 s on 2 loaded cores (CLI subprocess or training run)
 def test_bundle_network_config_cannot_run_code(tmp_path: Path) -> None:
     """voice.json's networks go to hydra.utils.instantiate: shutil.copyfile must be refused before it runs."""
     from gpt_sovits_train.inference.factory import build_synthesizer

@@ -7,11 +7,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # 57 s on 2 loaded cores (CLI subprocess or training run)
 def test_cli_reports_an_unusable_corpus_without_a_traceback(tmp_path, random_models):
     sf.write(tmp_path / "silent.wav", np.zeros(32000, dtype=np.float32), 32000)
     corpus = tmp_path / "c.list"
@@ -28,6 +30,7 @@ def test_cli_reports_an_unusable_corpus_without_a_traceback(tmp_path, random_mod
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # 43 s on 2 loaded cores (CLI subprocess or training run)
 def test_user_mistakes_get_one_line_and_exit_2_before_any_model_is_built(tmp_path):
     corpus = tmp_path / "c.list"
     corpus.write_text("missing.wav|x|en|Hello.\n", encoding="utf-8")

@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # 35 s on 2 loaded cores (CLI subprocess or training run)
 def test_no_jieba_pkg_resources_warning() -> None:
     """jieba's `import pkg_resources` warned on every run that touched Chinese text."""
     code = "from gpt_sovits_train.text.frontend import phonemize; phonemize('你好。', 'zh')"

@@ -72,12 +72,9 @@ def _tiny_pretrained(folder: Path) -> None:
 
 def _tiny_asr(folder: Path) -> Path:
     """A random-init wav2vec2 CTC ASR model of the real classes (the cloning tests' builder)."""
-    import importlib.util
+    from tests.helpers import build_random_ctc_asr
 
-    spec = importlib.util.spec_from_file_location("clone_fixtures", REPO / "tests" / "clone" / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build_random_ctc_asr(folder)
+    return build_random_ctc_asr(folder)
 
 
 @pytest.fixture(scope="session")

@@ -81,6 +81,7 @@ def test_read_pairs_reports_missing_fields(tmp_path: Path) -> None:
         read_pairs(path)
 
 
+@pytest.mark.slow  # 40 s on 2 loaded cores (CLI subprocess or training run)
 def test_wandb_table_offline(tmp_path: Path, monkeypatch) -> None:
     import wandb
 

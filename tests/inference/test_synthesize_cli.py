@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -57,6 +58,7 @@ def test_voice_bundle_supplies_everything_and_explicit_keys_win(tmp_path: Path) 
     assert cfg.sovits.checkpoint == str(tmp_path / "s.ckpt") and cfg.gpt.checkpoint == str(bundle / "gpt.ckpt")
 
 
+@pytest.mark.slow  # 51 s on 2 loaded cores (CLI subprocess or training run)
 def test_over_long_text_is_refused_before_models_load(tmp_path: Path) -> None:
     """A 100,000-character text used to run with no limit and no progress."""
     (tmp_path / "long.txt").write_text("好" * 100_000, encoding="utf-8")

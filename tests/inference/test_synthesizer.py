@@ -14,6 +14,7 @@ import soundfile as sf
 import torch
 
 from gpt_sovits_train.audio.ai_metadata import is_marked_ai_generated, read_ai_metadata
+from gpt_sovits_train.constants import SAMPLES_PER_TOKEN
 from gpt_sovits_train.inference.demo import build_tiny_synthesizer
 from gpt_sovits_train.inference.factory import cached_token_stream_fn
 from gpt_sovits_train.inference.streaming import StreamingSynthesizer, first_chunk_latency
@@ -49,8 +50,14 @@ def test_synthesize_writes_marked_wav(tiny_synthesizer, reference_clip, transcri
     reference = Reference(reference_clip, transcript, "en")
     out = tmp_path / "out.wav"
     progress = []  # gst-synthesize prints these: one line per sentence on long texts
-    result = tiny_synthesizer.synthesize("Good morning. 你好世界。", "auto", reference, settings, output=out,
-                                         on_sentence=lambda *report: progress.append(report))
+    result = tiny_synthesizer.synthesize(
+        "Good morning. 你好世界。",
+        "auto",
+        reference,
+        settings,
+        output=out,
+        on_sentence=lambda *report: progress.append(report),
+    )
     print(result.report())
     assert [(i, n) for i, n, *_ in progress] == [(1, 2), (2, 2)]
     assert [tokens for *_, tokens, _ in progress] == [int(t.numel()) for t in result.semantic_tokens]
@@ -64,6 +71,13 @@ def test_synthesize_writes_marked_wav(tiny_synthesizer, reference_clip, transcri
 
 @pytest.mark.slow
 def test_streaming_yields_chunks_close_to_offline(tiny_synthesizer, reference_clip) -> None:
+    """Same seed, greedy tokens, no noise: the streamed chunks joined are the offline waveform, sample for sample,
+    up to a bounded difference. Exact equality is impossible by design: each chunk is decoded by SoVITS with only
+    ``context_tokens`` earlier tokens and none of the later ones, and the decoder's text/semantic attention and
+    non-causal convolutions see the whole window, so every sample moves a little; the seams are cross-faded over
+    640 samples. Measured on the tiny fixture (x86 CPU): relative L2 error 0.020, largest sample error 3.4 % of
+    the offline peak. Without the cross-fade the seams alone reach 70 % of the peak, and the same audio shifted
+    by one token (1280 samples) is 0.25 off, so the bounds below catch a misplaced, dropped or repeated piece."""
     settings = SamplingSettings(top_k=1, max_seconds=2.0, noise_scale=0.0, seed=0)
     reference = tiny_synthesizer.prepare_reference(Reference(reference_clip, "Hello there.", "en"))
     decoder = tiny_synthesizer.generate.decoder
@@ -71,13 +85,22 @@ def test_streaming_yields_chunks_close_to_offline(tiny_synthesizer, reference_cl
         tiny_synthesizer, cached_token_stream_fn(decoder, 4, 8), chunk_tokens_count=8, context_tokens=8
     )
     chunks = list(streamer.stream("Good morning everyone.", "en", reference, settings))
-    assert len(chunks) >= 2 and chunks[-1].final
+    assert len(chunks) >= 3 and chunks[-1].final and not any(c.final for c in chunks[:-1])
+    assert [c.index for c in chunks] == list(range(len(chunks)))
     latency, wav = first_chunk_latency(iter(chunks))
-    offline = tiny_synthesizer.synthesize("Good morning everyone.", "en", reference, settings)
+    offline = tiny_synthesizer.synthesize("Good morning everyone.", "en", reference, settings).wav
     print(f"first chunk after {latency:.3f} s")
     assert latency > 0
-    assert abs(wav.numel() - offline.wav.numel()) <= 1280
-    assert torch.isfinite(wav).all()
+    assert wav.numel() == offline.numel()  # same tokens, same trailing pause: not one sample more or less
+    peak = float(offline.abs().max())
+    assert peak > 0
+    error = wav - offline
+    relative = float(error.norm() / offline.norm())
+    print(f"relative L2 {relative:.4f}, worst sample {float(error.abs().max()) / peak:.4f} of the peak")
+    assert relative < 0.06
+    assert float(error.abs().max()) < 0.12 * peak
+    shifted = float((wav - torch.roll(offline, SAMPLES_PER_TOKEN)).norm() / offline.norm())
+    assert shifted > 3 * relative  # the bound above is far below what one token of misalignment costs
 
 
 def test_gpt_precision_setting_reaches_the_decoder(ref_dir: Path, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
@@ -32,6 +33,7 @@ def test_gpt_config_read_off_weights(ref_dir: Path) -> None:
     assert gpt_v2_config(weights, heads=expected["head"])["model"] == expected
 
 
+@pytest.mark.slow  # 69 s on 2 loaded cores (CLI subprocess or training run)
 def test_cli_export_round_trip(ref_dir: Path, tmp_path: Path) -> None:
     gpt = _lightning_checkpoint(ref_dir, "tiny_t2s", tmp_path / "gpt.ckpt")
     sovits = _lightning_checkpoint(ref_dir, "tiny_sovits", tmp_path / "sovits.ckpt")
@@ -138,6 +140,7 @@ V2_SYNTHESIZER_REQUIRED = {
 }
 
 
+@pytest.mark.slow  # 21 s on 2 loaded cores (CLI subprocess or training run)
 def test_python_export_default_writes_full_v2_sovits_config(ref_dir: Path, tmp_path: Path) -> None:
     """``export_models(..., sovits_model=None)`` (the default) used to write ``config.model`` with 3 fields, which
     the reference's loader cannot construct a SynthesizerTrn from. Sizes come from the run that wrote the

@@ -90,6 +90,7 @@ def test_onnxruntime_matches_pytorch_and_greedy_ids(fixture, heads, tmp_path: Pa
     assert generated == fixture["output.greedy.new_ids"][0].tolist()
 
 
+@pytest.mark.slow  # 36 s on 2 loaded cores (ONNX export of the SoVITS decoder)
 def test_sovits_decoder_onnx_matches_reference_wav(ref_dir: Path, tmp_path: Path) -> None:
     """Tolerance: the fixture's 1e-5 atol on ``output.decode.wav`` (peak ≈ 0.04)."""
     ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install -e .[dev])")

@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
 
 import gpt_sovits_train.training.resolvers  # noqa: F401
+from tests.helpers import compose_train, stages  # noqa: F401  (re-exported to the tests of this folder)
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "conf"
@@ -74,19 +73,6 @@ def run_train_cli(overrides: list[str], run_dir: Path, timeout: float = 240.0,
     return proc, json.loads(result_file.read_text()) if result_file.is_file() else None
 
 
-def compose_train(overrides: list[str], run_dir: Path) -> DictConfig:
-    """The config `gst-train` would build, with ``${hydra:}`` values pointing at ``run_dir``."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=[f"hydra.run.dir={run_dir}", *overrides], return_hydra_config=True)
-    GlobalHydra.instance().clear()
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(run_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig().set_config(cfg)
-    return cfg
-
-
 def stage_overrides(stage: str, shards: Path) -> list[str]:
     """Tiny network preset + the demo shards for one stage (``gpt`` or ``sovits``), single CPU process.
 
@@ -100,8 +86,3 @@ def stage_overrides(stage: str, shards: Path) -> list[str]:
 def quiet_overrides() -> list[str]:
     """No progress bar or W&B in subprocess tests (their output is captured, not watched)."""
     return ["logger=csv", "trainer.enable_progress_bar=false", "~callbacks.progress_bar"]
-
-
-def stages(*names: str) -> list[str]:
-    """The training stages a test is parametrized over."""
-    return list(names)

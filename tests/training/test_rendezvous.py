@@ -53,9 +53,11 @@ def test_all_ranks_meet():
 
 
 def test_unreachable_rank0_is_reported():
-    port = _free_port()  # nobody listens here
-    with pytest.raises(RendezvousTimeoutError, match="could not reach rank 0"):
-        rendezvous("127.0.0.1", port, 1, 2, timeout_s=1.0)
+    with socket.socket() as held:  # bound by the OS (port 0) but never listening: connections are refused, and no
+        held.bind(("127.0.0.1", 0))  # other process can take the port while the test runs
+        port = held.getsockname()[1]
+        with pytest.raises(RendezvousTimeoutError, match="could not reach rank 0"):
+            rendezvous("127.0.0.1", port, 1, 2, timeout_s=1.0)
 
 
 def test_bad_rank_rejected():

@@ -4,6 +4,7 @@ checkpoint. Both run ``gst-train`` as a subprocess, the way a cluster job runs."
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -45,8 +46,13 @@ def test_kill9_then_resume_matches_uninterrupted_run(stage, demo_shards, tmp_pat
     last = crashed_dir / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=False)["global_step"] == 4  # the step-5 checkpoint never happened
 
-    proc, resumed = run_train_cli([*common, f"ckpt_path={last}"], crashed_dir)
+    # ckpt_path=last resumes from the newest "last" checkpoint of the run folder: an older one beside it is ignored.
+    stale = crashed_dir / "checkpoints" / "last-stale.ckpt"
+    shutil.copy(last, stale)
+    os.utime(stale, (last.stat().st_mtime - 3600, last.stat().st_mtime - 3600))
+    proc, resumed = run_train_cli([*common, "ckpt_path=last"], crashed_dir)
     assert proc.returncode == 0, proc.stderr[-4000:]
+    assert f"Restoring states from the checkpoint path at {last}" in proc.stdout + proc.stderr, proc.stderr[-4000:]
     assert resumed["global_step"] == reference["global_step"] == TOTAL_STEPS  # max_steps is a total
 
     expected, actual = _weights(reference["last_checkpoint"]), _weights(resumed["last_checkpoint"])
@@ -55,8 +61,11 @@ def test_kill9_then_resume_matches_uninterrupted_run(stage, demo_shards, tmp_pat
         torch.testing.assert_close(actual[name], expected[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
 @pytest.mark.parametrize("stage", stages("gpt"))
-def test_sigterm_writes_resumable_checkpoint(stage, demo_shards, tmp_path):
+def test_preemption_signal_writes_resumable_checkpoint(stage, signum, demo_shards, tmp_path):
+    """SIGTERM (scheduler kill) and SIGUSR1 (SLURM's advance warning) both save preempted.ckpt at the next batch
+    boundary and exit with the preemption code; the run resumes from it."""
     run_dir = tmp_path / "preempted"
     command = [sys.executable, "-m", "gpt_sovits_train.cli.train", f"hydra.run.dir={run_dir}",
                *_common(stage, demo_shards), "trainer.max_steps=100000", "trainer.max_epochs=-1"]
@@ -68,7 +77,7 @@ def test_sigterm_writes_resumable_checkpoint(stage, demo_shards, tmp_path):
             assert proc.poll() is None, proc.stdout.read()[-4000:]
             assert time.monotonic() < deadline, "training did not reach its first checkpoint"
             time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         output, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:

@@ -27,12 +27,14 @@ def _one_line_error(proc: subprocess.CompletedProcess, needle: str) -> None:
     assert len(errors) == 1 and needle in errors[0], proc.stderr[-3000:]
 
 
+@pytest.mark.slow  # 20 s on 2 loaded cores (CLI subprocess or training run)
 def test_missing_shards_fail_before_anything_is_built(tmp_path: Path) -> None:
     proc, result = run_train_cli(["model=gpt", f"data.shards={tmp_path / 'no_such_shards'}"], tmp_path / "run")
     _one_line_error(proc, "data.shards=")
     assert result is None and not (tmp_path / "run" / "resolved_config.yaml").exists()
 
 
+@pytest.mark.slow  # 23 s + 27 s of demo shards on 2 loaded cores (CLI subprocess or training run)
 def test_resume_from_missing_file_is_one_line(demo_shards: Path, tmp_path: Path) -> None:
     proc, result = run_train_cli([*stage_overrides("gpt", demo_shards), f"ckpt_path={tmp_path / 'gone.ckpt'}"],
                                  tmp_path / "run")

@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 
 from gpt_sovits_train.lit.gpt_module import GPTModule
+from gpt_sovits_train.models.gpt.losses import make_rejected_semantic
 
 CONF = Path(__file__).resolve().parents[3] / "conf"
 EOS = 1024
@@ -70,6 +71,7 @@ def trainer(**kwargs) -> pl.Trainer:
     return pl.Trainer(**options)
 
 
+@pytest.mark.slow  # 49 s on 2 loaded cores (CLI subprocess or training run)
 def test_tiny_model_memorizes_short_sequences():
     batches = [make_gpt_batch([(6, 10), (4, 7)], seed=1), make_gpt_batch([(5, 8), (6, 9)], seed=2)]
     module = build_module("optimizer.lr=3e-3", "scheduler=null", "loss_normalization=token")
@@ -80,14 +82,71 @@ def test_tiny_model_memorizes_short_sequences():
     assert min(accuracies) >= 0.9, accuracies
 
 
+class GradientTap(pl.Callback):
+    """Keeps a copy of every gradient the optimizer is about to apply (before clipping, after accumulation)."""
+
+    def __init__(self) -> None:
+        self.steps: list[dict[str, torch.Tensor]] = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self.steps.append({n: p.grad.detach().clone() for n, p in pl_module.named_parameters() if p.grad is not None})
+
+
+def test_accumulating_two_half_batches_gives_the_full_batch_gradient():
+    """accumulate_grad_batches=2 over the two halves of a batch applies the full batch's gradient: Lightning
+    divides each half's summed loss by 2, so the accumulated gradient is half the full batch's summed-loss one."""
+    full = make_gpt_batch([(5, 6), (3, 4), (6, 5), (4, 7)], seed=3)
+    halves = [{k: v[:2] for k, v in full.items()}, {k: v[2:] for k, v in full.items()}]
+    grads = []
+    for batches, accumulate in (([full], 1), (halves, 2)):
+        torch.manual_seed(0)
+        module, tap = build_module("scheduler=null"), GradientTap()
+        trainer(max_steps=1, accumulate_grad_batches=accumulate, gradient_clip_val=None, callbacks=[tap]).fit(
+            module, loader(batches, 1)
+        )
+        assert len(tap.steps) == 1
+        grads.append(tap.steps[0])
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
+    for name, g in grads[0].items():
+        torch.testing.assert_close(grads[1][name] * 2, g, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_dpo_term_has_the_value_of_a_uniform_model():
+    """A model whose logits are all equal gives every token log p = -log(1025), so each row's DPO margin is
+    (rejected length - chosen length) * log(1025) > 0 (the rejected copy repeats a span): the term is
+    mean(-log sigma(beta * margin)), below log 2, and it is added to the loss."""
+    batch = make_gpt_batch([(5, 6), (3, 9)], seed=4)
+    module = build_module("dpo=true", "dpo_beta=0.2", "scheduler=null")
+    with torch.no_grad():
+        module.net.ar_predict_layer.weight.zero_()
+        if module.net.ar_predict_layer.bias is not None:
+            module.net.ar_predict_layer.bias.zero_()
+    torch.manual_seed(7)
+    with torch.no_grad():
+        out = module.eval().compute_losses(batch)
+    torch.manual_seed(7)
+    _, rejected_lens = make_rejected_semantic(batch["semantic_ids"], batch["semantic_ids_len"], EOS)
+    margin = (rejected_lens - batch["semantic_ids_len"]).double() * torch.log(torch.tensor(1025.0, dtype=torch.double))
+    assert (margin > 0).all()
+    expected = -torch.nn.functional.logsigmoid(0.2 * margin).mean()
+    torch.testing.assert_close(out["dpo"].double(), expected, atol=1e-4, rtol=1e-4)
+    assert float(out["dpo"]) < float(torch.log(torch.tensor(2.0)))  # chosen preferred: below the 50/50 value
+    torch.testing.assert_close(out["loss"], out["ce"] + out["dpo"])
+
+
 def test_bf16_mixed_steps_with_accumulation_and_dpo_update_weights():
     batch = make_gpt_batch([(5, 6), (3, 4)])
     module = build_module("dpo=true", "scheduler.warmup_steps=2", "scheduler.total_steps=10")
     before = {k: v.clone() for k, v in module.net.state_dict().items()}
-    trainer(max_steps=2, precision="bf16-mixed", accumulate_grad_batches=2).fit(module, loader([batch], 4))
-    changed = [k for k, v in module.net.state_dict().items() if not torch.equal(v, before[k])]
-    assert changed, "no weight changed after two optimizer steps"
+    tap = GradientTap()
+    trainer(max_steps=2, precision="bf16-mixed", accumulate_grad_batches=2, callbacks=[tap]).fit(
+        module, loader([batch], 4)
+    )
+    assert len(tap.steps) == 2  # 4 batches, accumulated 2 by 2
+    assert all(torch.isfinite(g).all() for step in tap.steps for g in step.values())
     assert all(torch.isfinite(v).all() for v in module.net.state_dict().values())
+    moved = [k for k, v in module.net.state_dict().items() if not torch.equal(v, before[k])]
+    assert len(moved) == len(before), f"weights never updated: {sorted(set(before) - set(moved))}"
 
 
 def test_validation_loss_and_tokens_and_generation_hook():

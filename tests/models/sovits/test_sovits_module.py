@@ -136,8 +136,14 @@ def test_text_path_gets_lower_learning_rate():
 
 
 TINY_SIZES = dict(
-    segment_size=8, inter_channels=16, filter_channels=64, n_layers=2, upsample_initial_channel=32,
-    posterior_layers=4, flow_layers=2, n_flows=2,
+    segment_size=8,
+    inter_channels=16,
+    filter_channels=64,
+    n_layers=2,
+    upsample_initial_channel=32,
+    posterior_layers=4,
+    flow_layers=2,
+    n_flows=2,
 )
 
 
@@ -160,7 +166,9 @@ def test_v2_generator_weights_initialise_an_optioned_generator(tmp_path, options
         target = SoVITSGenerator(**TINY_SIZES, **options)
         init = {k: v.clone() for k, v in target.state_dict().items()}
         module = SoVITSModule(
-            target, MultiPeriodDiscriminator(periods=[2, 3]), optimizer=partial(torch.optim.AdamW, lr=1e-4),
+            target,
+            MultiPeriodDiscriminator(periods=[2, 3]),
+            optimizer=partial(torch.optim.AdamW, lr=1e-4),
             init_generator_from=str(path),
         )
     loaded = module.net.state_dict()
@@ -170,3 +178,113 @@ def test_v2_generator_weights_initialise_an_optioned_generator(tmp_path, options
     shared = [k for k in loaded if k in source_state and not k.startswith(fresh_prefixes)]
     assert len(shared) > 100
     assert all(torch.equal(loaded[k], source_state[k]) for k in shared)
+
+
+def _one_epoch(module: SoVITSModule, tmp_path, dataset: Dataset, batch_size: int, callbacks=()) -> L.Trainer:
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=list(callbacks),
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(module, DataLoader(dataset, batch_size=batch_size, collate_fn=_collate))
+    return trainer
+
+
+class _Poisoned(DemoUtterances):
+    """The demo excerpts with NaN waveforms (the random training segment is cut from them): the discriminator loss
+    and the generator's feature-matching term go NaN; the mel target comes from the (finite) spectrogram."""
+
+    def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
+        item = dict(self.items[idx])
+        item["wav"] = item["wav"].clone()
+        item["wav"].fill_(float("nan"))
+        return item
+
+
+def test_nonfinite_losses_skip_both_updates_and_are_logged(tmp_path):
+    torch.manual_seed(0)
+    module = _tiny_module()
+    start = {name: p.detach().clone() for name, p in module.named_parameters()}
+    trainer = _one_epoch(module, tmp_path, _Poisoned(), batch_size=2)
+    assert trainer.global_step == 0, module.nonfinite_terms  # no optimizer stepped
+    for name, param in module.named_parameters():
+        assert torch.equal(param.detach(), start[name]), f"{name} changed although its update was skipped"
+    assert float(trainer.callback_metrics["train/skipped_nonfinite_disc"]) == 1.0
+    assert float(trainer.callback_metrics["train/skipped_nonfinite_gen"]) == 1.0
+    assert module.nonfinite_terms == ["loss_disc", "loss_fm"]  # what the NaN guard reports: the culprit terms
+
+
+@pytest.mark.slow  # 28 s on 2 loaded cores
+def test_gradient_clipping_bounds_each_update(tmp_path):
+    """Plain SGD with lr 1 moves the weights by exactly the clipped gradient: its norm is ``grad_clip_norm``
+    while the logged, unclipped norm is far larger."""
+    clip = 1e-3
+    torch.manual_seed(0)
+    module = _tiny_module(grad_clip_norm=clip, text_low_lr_rate=1.0)
+    module.optimizer_factory = partial(torch.optim.SGD, lr=1.0)
+    start = {name: p.detach().clone() for name, p in module.named_parameters()}
+    trainer = _one_epoch(module, tmp_path, DemoUtterances(), batch_size=2)
+    assert trainer.global_step == 2  # one discriminator and one generator update
+    for prefix, which in (("discriminator.", "disc"), ("net.", "gen")):
+        moved = torch.linalg.vector_norm(
+            torch.stack(
+                [
+                    torch.linalg.vector_norm(p.detach() - start[n])
+                    for n, p in module.named_parameters()
+                    if n.startswith(prefix)
+                ]
+            )
+        )
+        assert float(moved) == pytest.approx(clip, rel=1e-3), which
+        assert float(trainer.callback_metrics[f"train/grad_norm_{which}"]) > 100 * clip
+
+
+class _WeightsAfterFirstBatch(L.Callback):
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx == 0:
+            self.first = {n: p.detach().clone() for n, p in pl_module.named_parameters()}
+
+
+@pytest.mark.slow  # 20 s on 2 loaded cores
+def test_accumulation_steps_once_per_two_batches(tmp_path):
+    """accumulate_grad_batches=2 over two single-item batches: nothing moves after the first batch, both networks
+    step once after the second (2 optimizer steps in all; stepping on every batch would make 4)."""
+    torch.manual_seed(0)
+    module, after_first = _tiny_module(accumulate_grad_batches=2), _WeightsAfterFirstBatch()
+    start = {name: p.detach().clone() for name, p in module.named_parameters()}
+    trainer = _one_epoch(module, tmp_path, DemoUtterances(), batch_size=1, callbacks=[after_first])
+    assert trainer.global_step == 2
+    assert all(torch.equal(after_first.first[n], start[n]) for n in start)
+    moved = {n.split(".")[0] for n, p in module.named_parameters() if not torch.equal(p.detach(), start[n])}
+    assert moved == {"net", "discriminator"}
+
+
+def test_discriminator_initialises_from_a_v2_d_file(tmp_path):
+    """``init_discriminator_from`` reads a v2 training ``D_*.pth`` (``{"model", "iteration", "optimizer",
+    "learning_rate"}``, as s2_train.py saves it) into the discriminator; a file of another size is refused."""
+    torch.manual_seed(1)
+    source = MultiPeriodDiscriminator(periods=[2, 3], max_channels=64)
+    optimizer = torch.optim.AdamW(source.parameters(), lr=1e-4)
+    path = tmp_path / "D_233333333333.pth"
+    torch.save(
+        {"model": source.state_dict(), "iteration": 7, "optimizer": optimizer.state_dict(), "learning_rate": 1e-4},
+        path,
+    )
+    torch.manual_seed(2)
+    module = _tiny_module(init_discriminator_from=str(path))
+    loaded, expected = module.discriminator.state_dict(), source.state_dict()
+    assert loaded.keys() == expected.keys()
+    assert all(torch.equal(loaded[k], expected[k]) for k in expected)
+    torch.manual_seed(2)
+    assert not torch.equal(
+        _tiny_module().discriminator.state_dict()[next(iter(expected))], next(iter(expected.values()))
+    )
+    other = tmp_path / "D_other.pth"
+    torch.save({"model": MultiPeriodDiscriminator(periods=[2], max_channels=64).state_dict(), "iteration": 1}, other)
+    with pytest.raises(ValueError, match="does not fit MultiPeriodDiscriminator"):
+        _tiny_module(init_discriminator_from=str(other))
