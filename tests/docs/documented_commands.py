@@ -9,7 +9,10 @@ the usage line the code writes into the published model card. Each command gets 
 * ``dry-run``: a command that would reach the network (``dry_run=false``) runs with ``dry_run=true``;
 * ``compose``: a command that needs a GPU or a cluster runs as ``<cli> --cfg job <args>``: Hydra composes it
   (every override, group and plugin must exist) and stops before running;
-* ``make -n``: a Makefile target is expanded, not run (``make test`` would recurse into this suite).
+* ``make -n``: a Makefile target is expanded, not run (``make test`` would recurse into this suite);
+* ``script``: a ``python scripts/...`` command runs as written (its documented size is the smoke size);
+* ``cluster-only``: ``scancel`` of a running job: only the live SLURM tests (tests/cluster) can send it. ``sbatch
+  --wrap "<cli> ..."`` composes the wrapped CLI.
 
 A command with an unknown program, or a placeholder-looking argument the table does not map, is an error, so a
 new documented command either runs or says why not.
@@ -32,6 +35,8 @@ NEEDS = [
     ("compose", "cluster", re.compile(r"(^| )(hydra/launcher=slurm|trainer=slurm)( |$)")),
     ("compose", "GPU", re.compile(r"(^| )(trainer=(gpu|ddp)|device=cuda|trainer\.devices=[2-9]\d*)( |$)")),
     ("dry-run", "network", re.compile(r"(^| )dry_run=false( |$)")),
+    ("compose", "object storage (tests/cluster/test_s3.py trains from s3:// against a local S3 server)",
+     re.compile(r"(^| )[\w.]+=s3://")),
 ]
 
 # Placeholders users see -> what the test built. Keys are regular expressions over one argument; "{ws}" is the
@@ -41,6 +46,7 @@ NEEDS = [
 PLACEHOLDERS: dict[str, str] = {
     r"(?<![\w./])/models/": "{ws}/models/",  # pretrained models (feature extractors, v2 weights)
     r"(?<![\w./])/data/shards/\w+": "{ws}/data/shards/my_voice",  # cluster paths to a prepared corpus
+    r"(?<![\w./])/data/LibriTTS_R/[\w-]+": "{ws}/data/demo",  # a raw corpus folder (the pretraining recipe)
     r"^((gpt\.|gpt_)checkpoint)=\.\.\.$": r"\1={gpt}",
     r"^((sovits\.|sovits_)checkpoint)=\.\.\.$": r"\1={sovits}",
     r"^(reference\.audio)=ref\.wav$": r"\1={ws}/ref.wav",  # also from inside the published folder
@@ -125,6 +131,12 @@ def classify(command: DocumentedCommand) -> tuple[str, str]:
     """``(mode, reason)``; raises ValueError for a program the test does not know how to run."""
     if command.program == "make":
         return "make -n", "runs the test suite or the 8-minute demo"
+    if command.program == "python" and command.argv[1:2] and command.argv[1].startswith("scripts/"):
+        return "script", "a repository script at its documented (smoke) size"
+    if command.program == "sbatch":
+        return "compose", "needs a SLURM cluster: the wrapped CLI is composed (tests/cluster submits it for real)"
+    if command.program == "scancel":
+        return "cluster-only", "signals a running SLURM job: tests/cluster/test_slurm_train.py sends it to a live job"
     if command.program not in CLIS:
         raise ValueError(f"{command.source}: unclassified documented command {command.text!r}: teach "
                          "tests/docs/documented_commands.py how to run it (or document it as prose)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -127,6 +128,19 @@ class Runner:
         if mode == "make -n":
             argv = ["make", "-n", *command.argv[1:]]
             proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
+        elif mode == "cluster-only":
+            proc = subprocess.CompletedProcess(command.argv, 0, "", "")
+        elif mode == "script":  # outputs land in the workspace, not the checkout
+            argv = [sys.executable, str(REPO / command.argv[1]), *command.argv[2:]]
+            proc = subprocess.run(argv, cwd=self.ws, env=self.env, capture_output=True, text=True, timeout=1800)
+        elif command.program == "sbatch":  # compose the CLI it wraps; tests/cluster submits such arrays for real
+            wrap = command.argv[command.argv.index("--wrap") + 1] if "--wrap" in command.argv else next(
+                a.split("=", 1)[1] for a in command.argv if a.startswith("--wrap="))
+            wrapped = [a.replace("$SLURM_ARRAY_TASK_ID", "0") for a in shlex.split(wrap)]
+            cli = CLIS[wrapped[0]]
+            args = ["--cfg", "job", *(substitute(a, self.values()) for a in wrapped[1:])]
+            argv = [sys.executable, "-m", f"gpt_sovits_train.cli.{cli}", *args]
+            proc = subprocess.run(argv, cwd=cwd or self.ws, env=self.env, capture_output=True, text=True, timeout=600)
         else:
             cli = CLIS[command.program]
             if "voice=voices/alice/bundle" in command.argv:
@@ -249,7 +263,10 @@ def test_every_documented_override_parses() -> None:
     parser = OverridesParser.create()
     for command in COMMANDS:
         if command.program in CLIS:
-            overrides = [a for a in command.argv[1:] if not a.startswith("-")]
+            argv, overrides = command.argv[1:], []
+            for i, arg in enumerate(argv):  # Hydra's own flags and their values are not overrides
+                if not arg.startswith("-") and not (i and argv[i - 1] in ("--cfg", "-c", "--package", "-p")):
+                    overrides.append(arg)
             parser.parse_overrides([substitute(a, {"ws": "/ws", "gpt": "g", "sovits": "s"}) for a in overrides])
 
 
