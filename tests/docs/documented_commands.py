@@ -140,6 +140,10 @@ def classify(command: DocumentedCommand) -> tuple[str, str]:
     if command.program not in CLIS:
         raise ValueError(f"{command.source}: unclassified documented command {command.text!r}: teach "
                          "tests/docs/documented_commands.py how to run it (or document it as prose)")
+    if "--cfg" in command.argv:
+        return "compose", "the documented command itself only composes the job"
+    if {"-m", "--multirun"} & set(command.argv):
+        return "compose", "a sweep: tests/cluster/test_sweeps.py and tests/training run sweeps for real"
     if command.program == "gst-clone":
         return "compose", "the whole cloning workflow (ASR, two trainings): tests/clone/test_clone_e2e.py runs it"
     joined = " ".join(command.argv[1:])
