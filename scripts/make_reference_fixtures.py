@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+from gpt_sovits_train.interchange.export import V2_SOVITS_GENERATOR
+
 EOS = 1024
 HOP, N_FFT, SR, N_MELS = 640, 2048, 32000, 128
 
@@ -320,23 +322,13 @@ def _sovits_config(args) -> dict:
             "n_speakers": 300,
             "cleaned_text": True,
         },
-        "model": {
+        "model": {  # v2's generator kwargs (interchange/export.py) with the tiny sizes of this fixture
+            **V2_SOVITS_GENERATOR,
             "inter_channels": args.sovits_inter,
-            "hidden_channels": 192,
             "filter_channels": args.sovits_filter,
             "n_heads": args.sovits_heads,
             "n_layers": args.sovits_layers,
-            "kernel_size": 3,
-            "p_dropout": 0.1,
-            "resblock": "1",
-            "resblock_kernel_sizes": [3, 7, 11],
-            "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]],
-            "upsample_rates": [10, 8, 2, 2, 2],
             "upsample_initial_channel": args.sovits_upsample,
-            "upsample_kernel_sizes": [16, 16, 8, 2, 2],
-            "n_layers_q": 3,
-            "use_spectral_norm": False,
-            "gin_channels": 512,
             "semantic_frame_rate": "25hz",
             "freeze_quantizer": True,
             "version": "v2",
