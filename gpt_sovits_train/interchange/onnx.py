@@ -64,8 +64,16 @@ class T2SPrefill(_T2SGraph):
         return model.ar_predict_layer(h[:, -1]), torch.stack(keys), torch.stack(values)
 
 
+def matmul_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear`` traced as ``MatMul`` (+ ``Add``): torch exports ``F.linear`` on a ``[1,D]`` row as ``Gemm``, which
+    ONNX Runtime's weight-only quantizer leaves in float32 (``runtime/onnx_gpt.py`` rewrites ``MatMul`` only)."""
+    y = torch.matmul(x, weight.t())
+    return y if bias is None else y + bias
+
+
 class T2SStep(_T2SGraph):
-    """One new semantic token attending to the cache → logits and the grown caches."""
+    """One new semantic token attending to the cache → logits and the grown caches; every matrix product is a
+    ``MatMul`` on a constant weight (:func:`matmul_linear`), so the step graph can be quantized matrix by matrix."""
 
     def forward(self, token: torch.Tensor, position: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor):
         model = self.model
@@ -80,8 +88,9 @@ class T2SStep(_T2SGraph):
                 out = F.scaled_dot_product_attention(self.split(q), self.split(keys[-1]), self.split(values[-1]))
                 return self.merge(out)[:, 0]
 
-            x = decoder_layer(x, layer.weights(), attend)
-        return model.ar_predict_layer(x), torch.stack(keys), torch.stack(values)
+            x = decoder_layer(x, layer.weights(), attend, linear=matmul_linear)
+        head = model.ar_predict_layer
+        return matmul_linear(x, head.weight, head.bias), torch.stack(keys), torch.stack(values)
 
 
 def export_gpt_onnx(weights: Mapping[str, torch.Tensor], heads: int, folder: str | Path, opset: int = 17):

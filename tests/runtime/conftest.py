@@ -17,6 +17,12 @@ def tiny_gpt_weights(ref_dir: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="session")
+def tiny_gpt_heads(ref_dir: Path) -> int:
+    """Attention heads of the fixture's network, read from its JSON (another fixture set may use other sizes)."""
+    return int(json.loads((ref_dir / "tiny_t2s.json").read_text())["config"]["model"]["head"])
+
+
+@pytest.fixture(scope="session")
 def build_tiny_sovits(ref_dir: Path):
     """``build(precision)`` → the tiny v2 generator with the fixture's weights, prepared for inference."""
     from gpt_sovits_train.inference.loading import sovits_network_from_v2_config

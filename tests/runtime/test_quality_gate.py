@@ -19,17 +19,16 @@ from gpt_sovits_train.runtime.quality_gate import (
 )
 from gpt_sovits_train.runtime.selection import GPT_ENGINES, build_gpt_engine, gate_view
 
-HEADS = 4
 ROOM = 64
 
 
 @pytest.fixture(scope="module")
-def exact_view(tiny_gpt_weights):
-    return gate_view(build_gpt_engine("torch-fp32", tiny_gpt_weights, HEADS), ROOM)
+def exact_view(tiny_gpt_weights, tiny_gpt_heads):
+    return gate_view(build_gpt_engine("torch-fp32", tiny_gpt_weights, tiny_gpt_heads), ROOM)
 
 
-def test_exact_path_passes_its_own_gate_with_identical_logits(tiny_gpt_weights, exact_view) -> None:
-    again = gate_view(build_gpt_engine("torch-fp32", tiny_gpt_weights, HEADS), ROOM)
+def test_exact_path_passes_its_own_gate_with_identical_logits(tiny_gpt_weights, tiny_gpt_heads, exact_view) -> None:
+    again = gate_view(build_gpt_engine("torch-fp32", tiny_gpt_weights, tiny_gpt_heads), ROOM)
     result = gpt_gate(exact_view, again, GateInputs.tiny())
     assert result.passed and result.metrics["top1_agreement"] == 1.0 and result.metrics["greedy_identical"] == 1.0
     assert result.metrics["max_abs_logit_diff"] == 0.0
@@ -43,10 +42,11 @@ MIN_TOP1_AT_TINY = {"ort-int8": 0.95, "torch-bf16-weights": 0.93, "ort-int4": 0.
 
 
 @pytest.mark.parametrize("engine", [e for e in GPT_ENGINES if e != "torch-fp32"])
-def test_every_fast_gpt_engine_is_gated_at_tiny_size(tiny_gpt_weights, exact_view, engine, tmp_path) -> None:
+def test_every_fast_gpt_engine_is_gated_at_tiny_size(tiny_gpt_weights, tiny_gpt_heads, exact_view, engine,
+                                                     tmp_path) -> None:
     if engine.startswith("ort-"):
         pytest.importorskip("onnxruntime.quantization.matmul_nbits_quantizer", reason="pip install -e .[runtime]")
-    candidate = gate_view(build_gpt_engine(engine, tiny_gpt_weights, HEADS, str(tmp_path)), ROOM)
+    candidate = gate_view(build_gpt_engine(engine, tiny_gpt_weights, tiny_gpt_heads, str(tmp_path)), ROOM)
     result = gpt_gate(exact_view, candidate, GateInputs.tiny())
     assert result.metrics["compared_steps"] == 2 * 24
     assert 0 < result.metrics["max_abs_logit_diff"] < 1.0  # lower precision: close, not equal
@@ -55,14 +55,14 @@ def test_every_fast_gpt_engine_is_gated_at_tiny_size(tiny_gpt_weights, exact_vie
     assert result.passed == (not result.failures)
 
 
-def test_gate_rejects_an_engine_whose_logits_are_off(tiny_gpt_weights, exact_view) -> None:
+def test_gate_rejects_an_engine_whose_logits_are_off(tiny_gpt_weights, tiny_gpt_heads, exact_view) -> None:
     """Weights perturbed by 30 % noise stand in for a broken fast path: the gate must say no."""
     generator = torch.Generator().manual_seed(0)
     damaged = {
         k: v + 0.3 * v.std() * torch.randn(v.shape, generator=generator) if v.ndim == 2 else v
         for k, v in tiny_gpt_weights.items()
     }
-    candidate = gate_view(build_gpt_engine("torch-fp32", damaged, HEADS), ROOM)
+    candidate = gate_view(build_gpt_engine("torch-fp32", damaged, tiny_gpt_heads), ROOM)
     result = gpt_gate(exact_view, candidate, GateInputs.tiny())
     assert not result.passed and result.failures
     assert result.metrics["top1_agreement"] < 0.99

@@ -19,9 +19,10 @@ def _decodes(decoder) -> int:
     return decoder(phones, bert, prompt, early_stop_num=12).new_tokens.numel()
 
 
-def test_auto_picks_an_engine_on_this_cpu_and_says_which(tiny_gpt_weights, build_tiny_sovits, caplog) -> None:
+def test_auto_picks_an_engine_on_this_cpu_and_says_which(tiny_gpt_weights, tiny_gpt_heads, build_tiny_sovits,
+                                                         caplog) -> None:
     with caplog.at_level(logging.INFO, logger="gpt_sovits_train.runtime.selection"):
-        choice = select_runtime("auto", tiny_gpt_weights, 4, build_tiny_sovits, GateInputs.tiny())
+        choice = select_runtime("auto", tiny_gpt_weights, tiny_gpt_heads, build_tiny_sovits, GateInputs.tiny())
     gpt = choice.report["gpt"]
     assert choice.gpt_engine in GPT_ENGINES and set(gpt) == set(GPT_ENGINES)
     assert [name for name, entry in gpt.items() if entry.get("picked")] == [choice.gpt_engine]
@@ -40,7 +41,7 @@ def test_auto_picks_an_engine_on_this_cpu_and_says_which(tiny_gpt_weights, build
     print(f"auto on this CPU ({sorted(f for f, on in isa_summary().items() if on)}): {choice.gpt_engine}")
 
 
-def test_fast_refuses_when_no_fast_engine_passes_the_gate(tiny_gpt_weights, monkeypatch) -> None:
+def test_fast_refuses_when_no_fast_engine_passes_the_gate(tiny_gpt_weights, tiny_gpt_heads, monkeypatch) -> None:
     """When no fast engine passes the gate, ``fast`` must say so (with every engine's figures) instead of quietly
     decoding with one of them. Which engines pass at tiny size depends on the fixture's near-tied logits, so the
     gate is made unpassable (top-1 agreement above 100 %) rather than relying on that."""
@@ -49,13 +50,13 @@ def test_fast_refuses_when_no_fast_engine_passes_the_gate(tiny_gpt_weights, monk
     pytest.importorskip("onnxruntime.quantization.matmul_nbits_quantizer", reason="pip install -e .[runtime]")
     monkeypatch.setattr(quality_gate, "MIN_TOP1", 1.01)
     with pytest.raises(RuntimeError, match="no fast GPT engine passed the quality gate") as raised:
-        select_runtime("fast", tiny_gpt_weights, 4, gate_inputs=GateInputs.tiny())
+        select_runtime("fast", tiny_gpt_weights, tiny_gpt_heads, gate_inputs=GateInputs.tiny())
     assert "top1_agreement" in str(raised.value)
 
 
-def test_unknown_runtime_is_refused(tiny_gpt_weights) -> None:
+def test_unknown_runtime_is_refused(tiny_gpt_weights, tiny_gpt_heads) -> None:
     with pytest.raises(ValueError, match="runtime must be one of"):
-        select_runtime("fastest", tiny_gpt_weights, 4)
+        select_runtime("fastest", tiny_gpt_weights, tiny_gpt_heads)
 
 
 def test_cpu_flags_are_read_from_this_machine() -> None:
