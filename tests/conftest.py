@@ -55,10 +55,6 @@ def _offline_env():
 # with the reason CI may legitimately lack what it needs. Everything else a test needs is in the dev/clone/eval extras
 # that `make install` installs, so a missing extra or a broken import shows up as a failure, not a quiet "s".
 EXPECTED_SKIPS: dict[str, str] = {
-    "tests/training/test_mixed_precision.py::test_fp16_overflow_is_skipped_by_the_scaler_and_logged": (
-        "known regression of this round's merge: v2's once-per-batch GradScaler update (issue 17) hides fp16 "
-        "overflow skips from SoVITSModule._clip_step, so they are not logged; to fix next (issue 17 note)"
-    ),
     "tests/inference/test_ai_metadata.py::test_written_audio_is_marked[.mp3]": (
         "MP3 writing needs libsndfile >= 1.1 built with LAME/mpg123; some CI images ship an older libsndfile"
     ),

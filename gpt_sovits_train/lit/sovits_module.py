@@ -193,28 +193,28 @@ class SoVITSModule(L.LightningModule):
         step_now = (batch_idx + 1) % accumulate == 0
         out, y, y_mel, y_hat_mel = self._generator_forward(batch)
 
-        # Discriminator step on detached generator output.
-        scores_real, scores_fake, _, _ = self.discriminator(y, out.y_hat.detach())
-        loss_d, _, _ = discriminator_loss(scores_real, scores_fake)
-        if self._finite_or_skip(loss_d, "disc", {"loss_disc": loss_d}):
-            self.manual_backward(loss_d / accumulate)
-            if step_now:
-                with self._scaler_update_after_generator():
+        with self._one_scaler_update_per_batch():
+            # Discriminator step on detached generator output.
+            scores_real, scores_fake, _, _ = self.discriminator(y, out.y_hat.detach())
+            loss_d, _, _ = discriminator_loss(scores_real, scores_fake)
+            if self._finite_or_skip(loss_d, "disc", {"loss_disc": loss_d}):
+                self.manual_backward(loss_d / accumulate)
+                if step_now:
                     self._clip_step(opt_d, "disc")
-        # Generator step, against the discriminator as just updated (as v2 does); no discriminator grads.
-        loss_gen, loss_fm = generator_gan_losses(self.discriminator, y, out.y_hat)
-        loss_mel = mel_reconstruction_loss(y_mel, y_hat_mel)
-        loss_kl = kl_loss(out.z_p, out.logs_q, out.m_p, out.logs_p, out.y_mask)
-        # c_adv 1 is v2; 0 trains the reconstruction path alone (the discriminator still learns): a warm-up, and what
-        # learning tests assert on, since the adversarial terms make an overfit diverge between CPU kernel paths.
-        hp = self.hparams
-        loss_g = hp.c_adv * (loss_gen + loss_fm) + hp.c_mel * loss_mel + hp.c_kl * loss_kl + out.commit_loss
-        terms = {"loss_gen": hp.c_adv * loss_gen, "loss_fm": hp.c_adv * loss_fm, "loss_mel": hp.c_mel * loss_mel,
-                 "loss_kl": hp.c_kl * loss_kl, "loss_commit": out.commit_loss}  # as weighted in loss_g
-        if self._finite_or_skip(loss_g, "gen", terms):
-            self.manual_backward(loss_g / accumulate)
-            if step_now:
-                self._clip_step(opt_g, "gen")
+            # Generator step, against the discriminator as just updated (as v2 does); no discriminator grads.
+            loss_gen, loss_fm = generator_gan_losses(self.discriminator, y, out.y_hat)
+            loss_mel = mel_reconstruction_loss(y_mel, y_hat_mel)
+            loss_kl = kl_loss(out.z_p, out.logs_q, out.m_p, out.logs_p, out.y_mask)
+            # c_adv 1 is v2; 0 trains the reconstruction path alone (the discriminator still learns): a warm-up, and
+            # what learning tests assert on, since the adversarial terms make an overfit diverge between CPU kernels.
+            hp = self.hparams
+            loss_g = hp.c_adv * (loss_gen + loss_fm) + hp.c_mel * loss_mel + hp.c_kl * loss_kl + out.commit_loss
+            terms = {"loss_gen": hp.c_adv * loss_gen, "loss_fm": hp.c_adv * loss_fm, "loss_mel": hp.c_mel * loss_mel,
+                     "loss_kl": hp.c_kl * loss_kl, "loss_commit": out.commit_loss}  # as weighted in loss_g
+            if self._finite_or_skip(loss_g, "gen", terms):
+                self.manual_backward(loss_g / accumulate)
+                if step_now:
+                    self._clip_step(opt_g, "gen")
         bs = batch["spec"].shape[0]
         for name, value in {
             "loss_disc": loss_d,
@@ -243,23 +243,33 @@ class SoVITSModule(L.LightningModule):
         return getattr(plugin, "scaler", None)
 
     @contextlib.contextmanager
-    def _scaler_update_after_generator(self) -> Iterator[None]:
+    def _one_scaler_update_per_batch(self) -> Iterator[None]:
         """v2's fp16 loss scaling: one GradScaler, updated once per batch after both steps.
 
         Lightning's precision plugin updates its scaler after every ``optimizer.step()``; s2_train.py steps D,
         then G, then calls ``scaler.update()`` once, so an overflow in either network backs the scale off once
-        and the growth interval counts batches. Holding the update back during the discriminator's step gives
-        exactly that: the generator's step then updates with the inf checks of both optimizers.
+        and the growth interval counts batches. The update is held back while both networks step; then each
+        optimizer's inf check (recorded by the scaler's ``step``) says which update was skipped, and the scaler
+        updates once from both.
         """
+        self._scaled_steps: list[tuple[Any, str]] = []
         scaler = self._grad_scaler()
         if scaler is None:
             yield
             return
-        scaler.update = lambda new_scale=None: None  # instance attribute shadows the method for this step only
+        scaler.update = lambda new_scale=None: None  # instance attribute shadows the method for this batch only
         try:
             yield
         finally:
             del scaler.update
+        if not self._scaled_steps:  # accumulating: nothing stepped, nothing to update
+            return
+        for optimizer, which in self._scaled_steps:
+            if _scaler_found_inf(scaler, optimizer):
+                log.warning("fp16 overflow in %s gradients at step %d; step skipped, scale lowered",
+                            which, self.global_step)
+                self.log(f"train/skipped_nonfinite_grad_{which}", 1.0)
+        scaler.update()
 
     def _clip_step(self, optimizer, which: str) -> None:
         """Step unless a gradient is non-finite; a skip is logged and leaves the weights untouched.
@@ -269,14 +279,9 @@ class SoVITSModule(L.LightningModule):
         instead would leave the scale stuck high and skip every later step too. Clipping happens in
         :meth:`on_before_optimizer_step`, which the plugin calls after unscaling.
         """
-        scaler = self._grad_scaler()
-        if scaler is not None:
-            scale_before = scaler.get_scale()
-            optimizer.step()
-            if scaler.get_scale() < scale_before:  # the scaler found inf/NaN gradients and skipped the step
-                log.warning("fp16 overflow in %s gradients at step %d; step skipped, scale lowered",
-                            which, self.global_step)
-                self.log(f"train/skipped_nonfinite_grad_{which}", 1.0)
+        if self._grad_scaler() is not None:
+            optimizer.step()  # the scaler skips it on inf/NaN; _one_scaler_update_per_batch logs that and updates
+            self._scaled_steps.append((optimizer, which))
         elif self._grads_finite(optimizer):
             optimizer.step()
         else:
@@ -353,3 +358,12 @@ class SoVITSModule(L.LightningModule):
         if mcd:
             self.log("val/mcd_db", sum(mcd) / len(mcd), sync_dist=True)
             self.log("val/mrstft", sum(mrstft) / len(mrstft), sync_dist=True)
+
+
+def _scaler_found_inf(scaler: Any, optimizer: Any) -> bool:
+    """Whether the GradScaler's ``step`` found inf/NaN gradients for ``optimizer`` (and so skipped it). The scaler
+    keeps that per optimizer until its ``update``; it has no public accessor, hence the private table. Lightning
+    hands manual optimization a ``LightningOptimizer`` wrapper; the scaler keys the wrapped optimizer."""
+    inner = getattr(optimizer, "optimizer", optimizer)
+    state = scaler._per_optimizer_states.get(id(inner), {})
+    return any(bool(found.item()) for found in state.get("found_inf_per_device", {}).values())

@@ -55,7 +55,8 @@ def quantize_step_graph(path: Path, bits: int, block_size: int = BLOCK_SIZE) -> 
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     quantizer = MatMulNBitsQuantizer(
-        onnx.load(str(path)), bits=bits, block_size=block_size, is_symmetric=True, accuracy_level=ACCURACY_LEVEL
+        unshare_weights(onnx.load(str(path))), bits=bits, block_size=block_size, is_symmetric=True,
+        accuracy_level=ACCURACY_LEVEL,
     )
     chatty = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")  # one INFO line per node
     level = chatty.level
@@ -67,6 +68,27 @@ def quantize_step_graph(path: Path, bits: int, block_size: int = BLOCK_SIZE) -> 
     model = quantizer.model.model
     onnx.save(model, str(path))
     return sum(node.op_type == "MatMulNBits" for node in model.graph.node)
+
+
+def unshare_weights(model):
+    """Give every ``Identity`` of a weight its own copy of that weight, in place; returns ``model``.
+
+    The exporter stores equal weights once and reaches the repeats through ``Identity`` nodes (freshly initialized
+    v2 layers are clones of one another), and the quantizer rewrites only products whose weight is an initializer:
+    without this, those layers would stay float32."""
+    weights = {tensor.name: tensor for tensor in model.graph.initializer}
+    kept = []
+    for node in model.graph.node:
+        if node.op_type == "Identity" and node.input[0] in weights:
+            copy = type(weights[node.input[0]])()
+            copy.CopyFrom(weights[node.input[0]])
+            copy.name = node.output[0]
+            model.graph.initializer.append(copy)
+        else:
+            kept.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    return model
 
 
 class OrtGPT(OnnxGenerator):

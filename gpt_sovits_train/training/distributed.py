@@ -34,11 +34,18 @@ class RendezvousTimeoutError(RuntimeError):
 
 def rendezvous(host: str, port: int, rank: int, world_size: int, timeout_s: float) -> dist.TCPStore:
     """Meet all ``world_size`` ranks at ``host:port`` (rank 0 hosts) within ``timeout_s``; returns the store."""
+    store = open_store(host, port, rank, world_size, timeout_s)
+    meet(store, rank, world_size, timeout_s)
+    return store
+
+
+def open_store(host: str, port: int, rank: int, world_size: int, timeout_s: float) -> dist.TCPStore:
+    """Rank 0 hosts the store at ``host:port`` (port 0: the OS picks a free one, read it back from
+    ``store.port``, so nothing can take it between choosing and binding); the other ranks connect to it."""
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is outside 0..{world_size - 1}; check NODE_RANK/LOCAL_RANK and num_nodes")
-    deadline = time.monotonic() + timeout_s
     try:
-        store = dist.TCPStore(
+        return dist.TCPStore(
             host, port, world_size=None, is_master=rank == 0, timeout=timedelta(seconds=timeout_s),
             wait_for_workers=False,
         )
@@ -47,13 +54,18 @@ def rendezvous(host: str, port: int, rank: int, world_size: int, timeout_s: floa
             f"rank {rank} of {world_size} could not reach rank 0 at {host}:{port} within {timeout_s:.0f} s: "
             f"{err}. Check that rank 0 started, that MASTER_ADDR/MASTER_PORT point at it, and that the port is open."
         ) from err
+
+
+def meet(store: dist.TCPStore, rank: int, world_size: int, timeout_s: float) -> None:
+    """Check in under this rank's key; rank 0 waits for every rank (or names the missing ones), the others wait
+    for rank 0's go."""
+    deadline = time.monotonic() + timeout_s
     store.set(_ARRIVED.format(rank), socket.gethostname())
     if rank == 0:
-        _wait_for_everyone(store, world_size, deadline, host, port, timeout_s)
+        _wait_for_everyone(store, world_size, deadline, store.host, store.port, timeout_s)
         store.set(_GO, "1")
     else:
         _wait_for_go(store, rank, deadline, timeout_s)
-    return store
 
 
 def _wait_for_everyone(store: dist.TCPStore, world_size: int, deadline: float, host: str, port: int,

@@ -2,7 +2,8 @@
 
 After the GPT layer was written once (rows ``[1,D]`` through ``F.linear``), torch exported the step's products as
 ``Gemm``, which the weight-only quantizer skips: ``ort-int8`` then decoded almost entirely in float32 and passed its
-quality gate trivially. The count below fails on that graph."""
+quality gate trivially. The fixture's layers are clones (as v2 initializes them), which the exporter stores once
+behind ``Identity`` nodes; those must be quantized too. The count below fails on either graph."""
 
 from __future__ import annotations
 

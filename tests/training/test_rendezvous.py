@@ -7,18 +7,18 @@ import threading
 
 import pytest
 
-from gpt_sovits_train.training.distributed import RendezvousTimeoutError, rendezvous
+from gpt_sovits_train.training.distributed import RendezvousTimeoutError, meet, open_store, rendezvous
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _host(world_size: int, timeout_s: float):
+    """Rank 0's store on a port the OS picked and that stays bound (no probe-then-reuse race)."""
+    store = open_store("127.0.0.1", 0, 0, world_size, timeout_s)
+    return store, store.port
 
 
 def test_missing_rank_is_named():
+    store0, port = _host(3, 2.0)
     with pytest.raises(RendezvousTimeoutError, match=r"rank\(s\) 2 of 3 did not join"):
-        port = _free_port()
         errors: list[BaseException] = []
 
         def rank1() -> None:
@@ -30,18 +30,22 @@ def test_missing_rank_is_named():
         thread = threading.Thread(target=rank1)
         thread.start()
         try:
-            rendezvous("127.0.0.1", port, 0, 3, timeout_s=2.0)
+            meet(store0, 0, 3, timeout_s=2.0)
         finally:
             thread.join(timeout=15)
             assert errors and "aborted" in str(errors[0]) and "2" in str(errors[0])
 
 
 def test_all_ranks_meet():
-    port = _free_port()
+    store0, port = _host(2, 10.0)
     results: dict[int, object] = {}
 
     def join(rank: int) -> None:
-        results[rank] = rendezvous("127.0.0.1", port, rank, 2, timeout_s=10.0)
+        if rank == 0:
+            meet(store0, 0, 2, timeout_s=10.0)
+            results[0] = store0
+        else:
+            results[rank] = rendezvous("127.0.0.1", port, rank, 2, timeout_s=10.0)
 
     threads = [threading.Thread(target=join, args=(r,)) for r in (0, 1)]
     for t in threads:
