@@ -80,6 +80,15 @@ def test_trainer_callbacks_loggers_instantiate(trainer, logger, tmp_path):
     assert len(callbacks) >= 8
 
 
+def test_no_logger_is_tilde_logger(tmp_path):
+    """README and conf/train.yaml document ``~logger`` for "log nothing" (Hydra cannot set a config group to null:
+    ``logger=null`` stops at composition): the group is gone and the Trainer gets no logger."""
+    cfg = compose_train(["~logger"], tmp_path)
+    assert "logger" not in cfg and instantiate_loggers(cfg.get("logger")) == []
+    built = hydra.utils.instantiate(cfg.trainer, callbacks=[], logger=instantiate_loggers(cfg.get("logger")))
+    assert built.loggers == []
+
+
 @pytest.mark.parametrize("stage", stages())
 def test_tiny_presets_instantiate_model_and_datamodule(stage, tmp_path):
     cfg = compose_train([f"model={stage}", f"model/{stage}@model.net=tiny"], tmp_path)
