@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers import prepare_demo_shards
 from tests.reference_fixtures import reference_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +33,13 @@ def t2s_meta(ref_dir: Path) -> dict:
 def sovits_meta(ref_dir: Path) -> dict:
     """``tiny_sovits.json``: the SoVITS fixture's config (segment, channels, heads), calls and tolerances."""
     return json.loads((ref_dir / "tiny_sovits.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def demo_shards(tmp_path_factory) -> Path:
+    """WebDataset shards of 16 demo utterances (2 speakers; English, Mandarin and mixed lines; one validation
+    utterance each), features from small random-init models: made once for the data, training and cluster tests."""
+    return prepare_demo_shards(tmp_path_factory.mktemp("demo_data"), 8, chunk=4)
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,6 @@
-"""Helpers shared by several test folders, written once: Hydra composition of ``gst-train``'s config and a tiny
-random-init wav2vec2 CTC ASR model. Fixtures stay in the conftest files; these are plain functions."""
+"""Helpers shared by several test folders, written once: Hydra composition of ``gst-train``'s config, the demo
+corpus prepared into shards, and a tiny random-init wav2vec2 CTC ASR model. Fixtures stay in the conftest files;
+these are plain functions."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from omegaconf import DictConfig, open_dict
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
+DEMO = REPO / "data" / "demo"
 
 
 def compose_train(overrides: list[str], run_dir: Path, config_name: str = "train") -> DictConfig:
@@ -31,6 +33,47 @@ def compose_train(overrides: list[str], run_dir: Path, config_name: str = "train
 def stages(*names: str) -> list[str]:
     """The training stages a test is parametrized over (both when none is named)."""
     return list(names or ("gpt", "sovits"))
+
+
+def demo_subset(target: Path, per_speaker: int) -> Path:
+    """A ``.list`` of ``per_speaker`` demo lines per speaker, audio paths made absolute: the first English lines,
+    plus the shortest Mandarin and the shortest mixed-language line once ``per_speaker`` >= 3 (every language the
+    front end handles, while the clips stay as short as the English ones)."""
+    rows = [line.split("|") for line in (DEMO / "demo.list").read_text(encoding="utf-8").splitlines()]
+    rows = [fields for fields in rows if len(fields) >= 4]
+    chosen = []
+    for speaker in dict.fromkeys(fields[1] for fields in rows):
+        own = [fields for fields in rows if fields[1] == speaker]
+        english = [fields for fields in own if fields[2] == "en"]
+        chinese = [fields for fields in own if fields[2] == "zh"]
+        mixed = [fields for fields in chinese if any(c.isascii() and c.isalpha() for c in fields[3])]
+        pure = [fields for fields in chinese if fields not in mixed]
+        others = [min(group, key=lambda fields: len(fields[3])) for group in (pure, mixed)] if per_speaker >= 3 else []
+        chosen += english[: per_speaker - len(others)] + others
+    lines = ["|".join([str((DEMO / fields[0]).resolve()), *fields[1:]]) for fields in chosen]
+    target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return target
+
+
+def prepare_demo_shards(root: Path, per_speaker: int, chunk: int, with_encodec: bool = False) -> Path:
+    """Run the real prepare on :func:`demo_subset` with random-init extractors (EnCodec too when ``with_encodec``),
+    one validation utterance per speaker, ``chunk`` utterances per shard, into ``root/shards``; returns it."""
+    from gpt_sovits_train.data.prepare import prepare
+    from gpt_sovits_train.features.random_init import make_all
+
+    make_all(root / "random_models", seed=0, with_encodec=with_encodec)
+    corpus = demo_subset(root / "subset.list", per_speaker)
+    features = "random_init_encodec" if with_encodec else "random_init"
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("prepare", overrides=[
+            f"prepare/features@features={features}", f"random_models={root / 'random_models'}",
+            f"input.path={corpus}", f"output_dir={root / 'shards'}", "progress=false",
+            "split.val_min_per_speaker=1", f"shards.utterances_per_chunk={chunk}",
+        ])
+    GlobalHydra.instance().clear()
+    prepare(cfg)
+    return root / "shards"
 
 
 def build_random_ctc_asr(folder: Path) -> Path:

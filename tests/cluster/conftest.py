@@ -62,8 +62,6 @@ def pytest_terminal_summary(terminalreporter) -> None:
 
 
 @pytest.fixture(scope="session")
-def cluster_shards(tmp_path_factory):
-    """The training tests' demo shards (16 utterances, random-init features), made once for the cluster tests."""
-    from training.conftest import UTTERANCES_PER_SPEAKER, prepare_demo_shards
-
-    return prepare_demo_shards(tmp_path_factory.mktemp("cluster_data"), UTTERANCES_PER_SPEAKER, chunk=4)
+def cluster_shards(demo_shards):
+    """The suite's demo shards (tests/conftest.py), under the name the cluster tests use."""
+    return demo_shards

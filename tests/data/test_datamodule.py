@@ -30,7 +30,7 @@ def epoch_keys(module) -> list[list[str]]:
 
 def test_demo_subset_prepares_with_random_init_extractors(demo_shards):
     manifest = json.loads((demo_shards / "manifest.json").read_text())
-    assert manifest["written"] == 12 and manifest["skipped"] == 0
+    assert manifest["written"] == 16 and manifest["skipped"] == 0
     assert set(manifest["speakers"]) == {"ava", "bo"}
     assert manifest["splits"]["val"]["count"] == 2  # one per speaker
     assert set(manifest["feature_versions"]) == {"ssl", "bert", "speaker", "semantic"}
