@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from training.conftest import DEMO, REPO, quiet_overrides, run_train_cli
+from training.conftest import REPO, quiet_overrides, run_train_cli
+
+from tests.helpers import DEMO
 
 from .conftest import LIVE_TIMINGS
 

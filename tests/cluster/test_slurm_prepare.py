@@ -10,7 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from training.conftest import REPO, _demo_subset
+from training.conftest import REPO
+
+from tests.helpers import demo_subset
 
 from .conftest import LIVE_TIMINGS
 
@@ -40,7 +42,7 @@ def test_prepare_array_matches_one_process(slurm_cluster, cluster_shards, tmp_pa
     import subprocess
 
     random_models = cluster_shards.parent / "random_models"
-    corpus = _demo_subset(tmp_path / "corpus.list", per_speaker=4)
+    corpus = demo_subset(tmp_path / "corpus.list", per_speaker=4)
     env = {
         **os.environ,
         **slurm_cluster.env,

@@ -19,8 +19,9 @@ from torch.utils.data import DataLoader
 from gpt_sovits_train.data.collate import collate_sovits
 from gpt_sovits_train.lit.sovits_module import SoVITSModule
 from gpt_sovits_train.training.run import build, train, weights_fingerprint
+from tests.helpers import DEMO
 
-from .conftest import DEMO, compose_train, quiet_overrides, stage_overrides
+from .conftest import compose_train, quiet_overrides, stage_overrides
 
 pytestmark = pytest.mark.slow
 
