@@ -29,7 +29,7 @@ from gpt_sovits_train.benchmarks.machine import gpt_step_weight_count
 from gpt_sovits_train.models.gpt.sampling import SamplingOptions
 from gpt_sovits_train.runtime.cpu import has_bf16_units
 from gpt_sovits_train.runtime.quality_gate import GateInputs, gpt_gate
-from gpt_sovits_train.runtime.selection import GPT_ENGINES, build_gpt_engine, gate_view, gpt_engine_supported
+from gpt_sovits_train.runtime.selection import GPT_ENGINES, build_gpt_engine, gpt_engine_supported
 
 #: Bytes-per-weight key (``benchmarks.machine.BYTES_PER_WEIGHT``) of each engine's step matrices.
 ENGINE_PRECISION = {"torch-fp32": "fp32", "torch-bf16-weights": "bf16", "ort-int8": "int8", "ort-int4": "int4"}
@@ -94,13 +94,12 @@ def run_quality_gate(quick: bool = False) -> dict[str, Any]:
     sizes = _sizes(quick)
     weights = random_gpt_weights(sizes["hidden"], sizes["layers"])
     inputs = GateInputs.tiny() if quick else GateInputs.full()
-    room = inputs.tokens + 40
-    exact = gate_view(build_gpt_engine("torch-fp32", weights, sizes["heads"]), room)
+    exact = build_gpt_engine("torch-fp32", weights, sizes["heads"]).decoder
     gpt: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as folder:
         for engine in _engines():
             if engine != "torch-fp32":
-                candidate = gate_view(build_gpt_engine(engine, weights, sizes["heads"], folder), room)
+                candidate = build_gpt_engine(engine, weights, sizes["heads"], folder).decoder
                 gpt[engine] = gpt_gate(exact, candidate, inputs).as_dict()
     sovits: dict[str, Any]
     if has_bf16_units():

@@ -93,8 +93,8 @@ def unshare_weights(model):
 
 class OrtGPT(OnnxGenerator):
     """The GPT stage on ONNX Runtime, built from v2-keyed weights into ``folder`` with the step matrices in
-    ``quantization`` (``fp32`` | ``int8`` | ``int4``); decodes like :class:`OnnxGenerator` and exposes
-    :meth:`prefill` / :meth:`step` for the quality gate."""
+    ``quantization`` (``fp32`` | ``int8`` | ``int4``); decodes like :class:`OnnxGenerator` (its ``decoder`` is
+    the backend the quality gate drives)."""
 
     def __init__(
         self,
@@ -113,11 +113,3 @@ class OrtGPT(OnnxGenerator):
             log.info("ONNX Runtime GPT step: %d matrices as %d-bit MatMulNBits (block %d)", rewritten, bits, BLOCK_SIZE)
         super().__init__(folder, threads=torch.get_num_threads() if threads is None else threads)
         self.quantization = quantization
-
-    def prefill(self, phoneme_ids: torch.Tensor, bert: torch.Tensor, prompt: torch.Tensor):
-        """``(logits [1,V], k_cache, v_cache)`` of the phonemes + prompt (float32 graph)."""
-        return self._prefill(phoneme_ids, bert, prompt)
-
-    def step(self, token: torch.Tensor, position: torch.Tensor, keys: torch.Tensor, values: torch.Tensor):
-        """``(logits [1,V], k_cache', v_cache')`` after one token at semantic ``position`` (quantized graph)."""
-        return self._step(token, position, keys, values)

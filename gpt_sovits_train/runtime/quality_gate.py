@@ -16,10 +16,8 @@ The inputs are seeded random phonemes, BERT features and prompts: the gate check
 given set of weights, so it needs no corpus. ``GateInputs.full()`` is the benchmark's full-size set,
 ``GateInputs.tiny()`` the tests'.
 
-GPT paths are driven through the graph-decoder contract of ``interchange/t2s_decode.py``: ``prefill(phones,
-bert, prompt) -> (logits, keys, values)`` and ``step(token, position, keys, values) -> (logits, keys, values)``
-(caches by value; a stateful engine returns ``None`` and keeps its own). :class:`KVStepper` adapts our PyTorch
-:class:`KVDecoder` (exact or with bf16 step weights) to it.
+GPT engines are driven through the one decode-backend contract (``models/gpt/decoding.DecodeBackend``: prefill,
+then one step per token), the same one the decode loop uses: the gate compares exactly what decoding would run.
 """
 
 from __future__ import annotations
@@ -27,42 +25,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
-from gpt_sovits_train.models.gpt.kv_cache import KVDecoder
+from gpt_sovits_train.models.gpt.decoding import DecodeBackend
 
 MIN_TOP1 = 0.99
 MIN_GREEDY = 0.95
 MIN_SNR_DB = 30.0
-
-
-class GraphGPT(Protocol):
-    """What the gate drives: the ``interchange/t2s_decode.py`` prefill/step contract."""
-
-    def prefill(self, phoneme_ids: torch.Tensor, bert: torch.Tensor, prompt: torch.Tensor) -> tuple: ...
-
-    def step(self, token: torch.Tensor, position: torch.Tensor, keys: Any, values: Any) -> tuple: ...
-
-
-class KVStepper:
-    """A :class:`KVDecoder` behind the prefill/step contract (the cache stays inside the decoder)."""
-
-    def __init__(self, decoder: KVDecoder, room: int) -> None:
-        self.decoder, self.room = decoder, room
-
-    @torch.inference_mode()
-    def prefill(self, phoneme_ids: torch.Tensor, bert: torch.Tensor, prompt: torch.Tensor):
-        p, s = phoneme_ids.shape[1], prompt.shape[1]
-        logits = self.decoder.prefill(
-            phoneme_ids, torch.tensor([p]), bert, prompt, torch.tensor([s]), p + s + self.room
-        )
-        return logits.float(), None, None
-
-    @torch.inference_mode()
-    def step(self, token: torch.Tensor, position: torch.Tensor, keys: Any, values: Any):
-        return self.decoder.step(token.reshape(1), position.reshape(1)).float(), None, None
 
 
 @dataclass(frozen=True)
@@ -114,25 +85,32 @@ class GateResult:
         return f"{'passed' if self.passed else 'FAILED (' + '; '.join(self.failures) + ')'}: {figures}"
 
 
-def _greedy(gpt: GraphGPT, phones, bert, prompt, tokens: int, forced: list[int] | None = None):
+def prefill_prompt(backend: DecodeBackend, phones: torch.Tensor, bert: torch.Tensor, prompt: torch.Tensor,
+                   room: int) -> torch.Tensor:
+    """Float32 logits ``[V]`` of the first new token of one prompt, with cache room for ``room`` more tokens."""
+    p, s = phones.shape[1], prompt.shape[1]
+    return backend.prefill(phones, torch.tensor([p]), bert, prompt, torch.tensor([s]), p + s + room).float()[0]
+
+
+@torch.inference_mode()
+def _greedy(backend: DecodeBackend, phones, bert, prompt, tokens: int, forced: list[int] | None = None):
     """Argmax tokens of ``tokens`` steps; with ``forced`` the inputs are those tokens instead of the argmaxes.
     Returns (argmax per step, logits per step)."""
-    logits, keys, values = gpt.prefill(phones, bert, prompt)
+    logits = prefill_prompt(backend, phones, bert, prompt, tokens)
     chosen, all_logits = [], []
     position = prompt.shape[1]
     for i in range(tokens):
-        logits = logits.float().reshape(-1)
         all_logits.append(logits)
         chosen.append(int(logits.argmax()))
         if i == tokens - 1:
             break
         feed = forced[i] if forced is not None else chosen[-1]
-        logits, keys, values = gpt.step(torch.tensor([[feed]]), torch.tensor([position]), keys, values)
+        logits = backend.step(torch.tensor([feed]), torch.tensor([position])).float()[0]
         position += 1
     return chosen, all_logits
 
 
-def gpt_gate(exact: GraphGPT, candidate: GraphGPT, inputs: GateInputs) -> GateResult:
+def gpt_gate(exact: DecodeBackend, candidate: DecodeBackend, inputs: GateInputs) -> GateResult:
     """Teacher-forced top-1 agreement and free-running greedy identity of ``candidate`` against ``exact``."""
     agree = identical = total = 0
     max_diff = 0.0

@@ -28,13 +28,14 @@ from typing import Any
 import torch
 
 from gpt_sovits_train.interchange.t2s_decode import CachedT2S
+from gpt_sovits_train.models.gpt.decoding import DecodeBackend
 from gpt_sovits_train.runtime.cpu import has_bf16_units
 from gpt_sovits_train.runtime.cpu_packing import StepWeights
 from gpt_sovits_train.runtime.quality_gate import (
     GateInputs,
-    KVStepper,
     gpt_gate,
     network_decode,
+    prefill_prompt,
     sovits_gate,
     sovits_inputs,
 )
@@ -73,11 +74,6 @@ def build_gpt_engine(engine: str, weights: Mapping[str, torch.Tensor], heads: in
     raise ValueError(f"GPT engine must be one of {GPT_ENGINES}, got {engine!r}")
 
 
-def gate_view(decoder: Any, room: int):
-    """The prefill/step contract of a decoder built by :func:`build_gpt_engine`."""
-    return KVStepper(decoder.decoder, room) if isinstance(decoder, CachedT2S) else decoder
-
-
 def gpt_engine_supported(engine: str) -> tuple[bool, str]:
     """Whether ``engine`` can run here, and if not why (ONNX Runtime missing)."""
     if engine.startswith("ort-"):
@@ -94,15 +90,16 @@ def selection_gate_inputs() -> GateInputs:
     return GateInputs.seeded(2, 32, 32, 48, seed=1234)
 
 
-def decode_tokens_per_s(view: Any, inputs: GateInputs, steps: int = 32) -> float:
-    """Batch-1 step rate of a gate view after a prefill (the first step is warm-up)."""
+@torch.inference_mode()
+def decode_tokens_per_s(backend: DecodeBackend, inputs: GateInputs, steps: int = 32) -> float:
+    """Batch-1 step rate of a decode backend after a prefill (the first step is warm-up)."""
     phones, bert, prompt = inputs.prompts[0]
-    _, keys, values = view.prefill(phones, bert, prompt)
+    prefill_prompt(backend, phones, bert, prompt, steps + 1)
     position = prompt.shape[1]
-    _, keys, values = view.step(torch.tensor([[0]]), torch.tensor([position]), keys, values)
+    backend.step(torch.tensor([0]), torch.tensor([position]))
     start = time.perf_counter()
     for i in range(steps):
-        _, keys, values = view.step(torch.tensor([[i % 1024]]), torch.tensor([position + 1 + i]), keys, values)
+        backend.step(torch.tensor([i % 1024]), torch.tensor([position + 1 + i]))
     return steps / (time.perf_counter() - start)
 
 
@@ -111,9 +108,7 @@ def choose_gpt(
 ) -> tuple[str, Any, dict[str, Any]]:
     """(engine name, decoder, report) for ``runtime`` ``fast`` or ``auto`` (module docstring)."""
     inputs = inputs or selection_gate_inputs()
-    room = inputs.tokens + 40
     exact = build_gpt_engine("torch-fp32", weights, heads)
-    exact_view = gate_view(exact, room)
     report: dict[str, Any] = {}
     passing: list[tuple[str, Any, float]] = []
     for engine in GPT_ENGINES:
@@ -124,7 +119,7 @@ def choose_gpt(
         decoder = exact if engine == "torch-fp32" else build_gpt_engine(engine, weights, heads)
         entry: dict[str, Any] = {}
         if engine != "torch-fp32":
-            gate = gpt_gate(exact_view, gate_view(decoder, room), inputs)
+            gate = gpt_gate(exact.decoder, decoder.decoder, inputs)
             entry["gate"] = gate.as_dict()
             if not gate.passed:
                 entry["rejected"] = f"quality gate {gate.summary()}"
@@ -134,7 +129,7 @@ def choose_gpt(
             report[engine] = entry | {"picked": True, "why": "fewest bytes per token that passes the gate"}
             return engine, decoder, report
         if runtime == "auto":
-            entry["tokens_per_s"] = round(decode_tokens_per_s(gate_view(decoder, room), inputs), 1)
+            entry["tokens_per_s"] = round(decode_tokens_per_s(decoder.decoder, inputs), 1)
             passing.append((engine, decoder, entry["tokens_per_s"]))
         report[engine] = entry
     if runtime == "fast":

@@ -17,18 +17,16 @@ from gpt_sovits_train.runtime.quality_gate import (
     sovits_gate,
     sovits_inputs,
 )
-from gpt_sovits_train.runtime.selection import GPT_ENGINES, build_gpt_engine, gate_view
-
-ROOM = 64
+from gpt_sovits_train.runtime.selection import GPT_ENGINES, build_gpt_engine
 
 
 @pytest.fixture(scope="module")
 def exact_view(tiny_gpt_weights, tiny_gpt_heads):
-    return gate_view(build_gpt_engine("torch-fp32", tiny_gpt_weights, tiny_gpt_heads), ROOM)
+    return build_gpt_engine("torch-fp32", tiny_gpt_weights, tiny_gpt_heads).decoder
 
 
 def test_exact_path_passes_its_own_gate_with_identical_logits(tiny_gpt_weights, tiny_gpt_heads, exact_view) -> None:
-    again = gate_view(build_gpt_engine("torch-fp32", tiny_gpt_weights, tiny_gpt_heads), ROOM)
+    again = build_gpt_engine("torch-fp32", tiny_gpt_weights, tiny_gpt_heads).decoder
     result = gpt_gate(exact_view, again, GateInputs.tiny())
     assert result.passed and result.metrics["top1_agreement"] == 1.0 and result.metrics["greedy_identical"] == 1.0
     assert result.metrics["max_abs_logit_diff"] == 0.0
@@ -46,7 +44,7 @@ def test_every_fast_gpt_engine_is_gated_at_tiny_size(tiny_gpt_weights, tiny_gpt_
                                                      tmp_path) -> None:
     if engine.startswith("ort-"):
         pytest.importorskip("onnxruntime.quantization.matmul_nbits_quantizer", reason="pip install -e .[runtime]")
-    candidate = gate_view(build_gpt_engine(engine, tiny_gpt_weights, tiny_gpt_heads, str(tmp_path)), ROOM)
+    candidate = build_gpt_engine(engine, tiny_gpt_weights, tiny_gpt_heads, str(tmp_path)).decoder
     result = gpt_gate(exact_view, candidate, GateInputs.tiny())
     assert result.metrics["compared_steps"] == 2 * 24
     assert 0 < result.metrics["max_abs_logit_diff"] < 1.0  # lower precision: close, not equal
@@ -62,7 +60,7 @@ def test_gate_rejects_an_engine_whose_logits_are_off(tiny_gpt_weights, tiny_gpt_
         k: v + 0.3 * v.std() * torch.randn(v.shape, generator=generator) if v.ndim == 2 else v
         for k, v in tiny_gpt_weights.items()
     }
-    candidate = gate_view(build_gpt_engine("torch-fp32", damaged, tiny_gpt_heads), ROOM)
+    candidate = build_gpt_engine("torch-fp32", damaged, tiny_gpt_heads).decoder
     result = gpt_gate(exact_view, candidate, GateInputs.tiny())
     assert not result.passed and result.failures
     assert result.metrics["top1_agreement"] < 0.99
