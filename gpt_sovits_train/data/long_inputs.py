@@ -4,7 +4,8 @@ The policy (``audio.slice_long_inputs``, issue 15 items 9 and 16):
 
 * A recording that comes **with** a transcript is never sliced. One text for minutes of speech cannot be split
   across clips without an alignment (word timings), and a wrong split teaches the model wrong text, so a file
-  over ``audio.max_file_seconds`` stays a ``too_long`` skip whose detail says what to do instead.
+  longer than the clip policy (``audio.max_seconds``; over ``audio.max_file_seconds`` it is refused from its
+  header, undecoded) stays a ``too_long`` skip whose detail says what to do instead.
 * A recording **without** a transcript (a folder input with no ``.txt``/``.lab`` beside it, a ``.list`` line
   whose text is empty) is, with ``audio.slice_long_inputs=true`` and an ASR configured as ``input.asr``,
   streamed through the one slicer (:mod:`gpt_sovits_train.audio.segment`) in blocks of

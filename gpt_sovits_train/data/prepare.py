@@ -46,30 +46,21 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from gpt_sovits_train.constants import HOP
+from gpt_sovits_train.data import storage
+from gpt_sovits_train.data.errors import (
+    DatasetExistsError,
+    NoValidSamplesError,
+    OutputInUseError,
+    PrepareError,
+)
 from gpt_sovits_train.data.long_inputs import SliceReport, needs_slicing, slice_and_prepare, summarize
+from gpt_sovits_train.data.remote_output import RemoteOutput, UploadReport, default_staging
 from gpt_sovits_train.data.schema import SCHEMA_VERSION, encode_sample
 from gpt_sovits_train.data.sources import Skip, Utterance, count_by_reason, read_corpus
 from gpt_sovits_train.data.utterance import AudioRules, Extractors, assign_keys, process_utterance
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val")
-
-
-class PrepareError(RuntimeError):
-    """A mistake in the inputs, the configuration or the output folder: ``gst-prepare`` prints the message as one
-    line and exits with status 2."""
-
-
-class DatasetExistsError(PrepareError):
-    """The output folder already holds a finished (or differently configured) dataset."""
-
-
-class NoValidSamplesError(PrepareError):
-    """Every input was skipped; the message counts the reasons."""
-
-
-class OutputInUseError(PrepareError):
-    """Another ``gst-prepare`` process holds the output folder's lock."""
 
 
 @dataclass(frozen=True)
@@ -565,7 +556,7 @@ def check_request(cfg: DictConfig) -> tuple[Path, Path]:
                            "run one overwrite=true job first (or delete output_dir yourself)")
     _check_slicing(cfg)
     source = Path(str(cfg.input.path)).expanduser().resolve()
-    output_dir = Path(str(cfg.output_dir)).expanduser().resolve()
+    output_dir = local_output_dir(cfg)
     if not source.exists():
         raise PrepareError(f"input.path {source} does not exist; point it at a .list, metadata.csv or folder")
     existing = next((p for p in (output_dir, *output_dir.parents) if p.exists()), None)
@@ -576,6 +567,15 @@ def check_request(cfg: DictConfig) -> tuple[Path, Path]:
     if _inside(source, output_dir) or (source.is_dir() and _inside(output_dir, source)):
         raise PrepareError(f"output_dir {output_dir} overlaps the input {source}; choose a separate output_dir")
     return source, output_dir
+
+
+def local_output_dir(cfg: DictConfig) -> Path:
+    """Where this run writes: ``output_dir``, or for an object-store URL the local staging folder."""
+    output = str(cfg.output_dir)
+    if not storage.is_url(output):
+        return Path(output).expanduser().resolve()
+    staging = cfg.get("staging_dir")
+    return Path(str(staging)).expanduser().resolve() if staging else default_staging(output).resolve()
 
 
 def _check_slicing(cfg: DictConfig) -> None:
@@ -600,8 +600,13 @@ def _refuse_overlap(utterances: list[Utterance], output_dir: Path) -> None:
 
 
 def prepare(cfg: DictConfig) -> dict[str, Any] | None:
-    """Run (or resume) preparation. Returns the manifest, or ``None`` while other partitions are unfinished."""
+    """Run (or resume) preparation. Returns the manifest, or ``None`` while other partitions are unfinished.
+
+    With ``output_dir=s3://...`` the work happens in the local staging folder and the result is published to the
+    bucket, manifest last (:mod:`gpt_sovits_train.data.remote_output`).
+    """
     source, output_dir = check_request(cfg)
+    remote = RemoteOutput(str(cfg.output_dir)) if storage.is_url(str(cfg.output_dir)) else None
     utterances, input_skips = read_corpus(source, cfg.input.format, cfg.input.speaker, cfg.input.language,
                                           keep_untranscribed=bool(cfg.audio.get("slice_long_inputs", False)))
     _refuse_overlap(utterances, output_dir)
@@ -610,15 +615,23 @@ def prepare(cfg: DictConfig) -> dict[str, Any] | None:
     chunks = plan_chunks(utterances, keys, split_of, int(cfg.shards.utterances_per_chunk))
     digest = config_hash(cfg)
     partitions, partition = int(cfg.num_partitions), int(cfg.partition)
+    if remote is not None:  # before any work: a prefix we may not write to stops the run now
+        remote.check(digest, bool(cfg.overwrite), output_dir)
     try:
         (output_dir / STATE).mkdir(parents=True, exist_ok=True)
     except OSError as error:
         message = f"cannot create output_dir {output_dir}: {error.strerror}; choose another output_dir"
         raise PrepareError(message) from None
     with lock_output_dir(output_dir, partition, partitions):
+        staged = _read_json(output_dir / "manifest.json")
+        if remote is not None and not cfg.overwrite and _is_our_manifest(staged) and staged["config_hash"] == digest:
+            _publish(remote, output_dir, staged)  # prepared before, not (fully) uploaded: only publish
+            return staged
         claim_output_dir(output_dir, digest, bool(cfg.overwrite), chunks, alone=partitions == 1)
+        if remote is not None:
+            remote.claim(digest, output_dir, bool(cfg.overwrite))
         try:
-            return _prepare_claimed(cfg, output_dir, chunks, input_skips, digest)
+            return _prepare_claimed(cfg, output_dir, chunks, input_skips, digest, remote)
         except BaseException as error:
             if not isinstance(error, KeyboardInterrupt):
                 _record_failure(output_dir, error)
@@ -626,7 +639,12 @@ def prepare(cfg: DictConfig) -> dict[str, Any] | None:
 
 
 def _prepare_claimed(
-    cfg: DictConfig, output_dir: Path, chunks: list[Chunk], input_skips: list[Skip], digest: str
+    cfg: DictConfig,
+    output_dir: Path,
+    chunks: list[Chunk],
+    input_skips: list[Skip],
+    digest: str,
+    remote: RemoteOutput | None = None,
 ) -> dict[str, Any] | None:
     """Process this partition's pending chunks; the run that finds every chunk done writes the manifest."""
     partitions, partition = int(cfg.num_partitions), int(cfg.partition)
@@ -635,10 +653,16 @@ def _prepare_claimed(
     if len(pending) < len(mine):
         log.info("resuming: %d of %d chunks already finished", len(mine) - len(pending), len(mine))
     _process(pending, cfg, output_dir)
+    uploads = UploadReport()
+    if remote is not None:  # this partition's new shards go up now (array tasks upload in parallel)
+        written = [json.loads(_done_path(output_dir, chunk).read_text())["shards"] for chunk in pending]
+        remote.upload_shards(output_dir, [shard for shards in written for shard in shards], uploads)
 
     unfinished = [chunk.name for chunk in chunks if not _done_path(output_dir, chunk).is_file()]
     if unfinished:
         print(f"partition {partition}/{partitions} done; {len(unfinished)} chunks of other partitions still pending")
+        if remote is not None:
+            print(f"  {uploads.summary(remote.url)}")
         return None
     with _flock(output_dir / STATE / "manifest.lock", wait=True):  # partitions finishing together take turns
         markers = _verified_markers(chunks, cfg, output_dir)
@@ -651,8 +675,19 @@ def _prepare_claimed(
                 "See the reasons above, fix the inputs or relax the audio rules in conf/prepare.yaml"
             )
         _write_outputs(output_dir, manifest, skipped, index)
+        if remote is not None:
+            _publish(remote, output_dir, manifest, uploads)
+            return manifest
     print(format_summary(manifest))
     return manifest
+
+
+def _publish(
+    remote: RemoteOutput, output_dir: Path, manifest: dict[str, Any], uploads: UploadReport | None = None
+) -> None:
+    report = remote.publish(output_dir, manifest, uploads)
+    print(format_summary(manifest))
+    print(f"  {report.summary(remote.url)}; manifest.json written last (staging: {output_dir})")
 
 
 def _process(chunks: list[Chunk], cfg: DictConfig, output_dir: Path) -> None:
