@@ -693,9 +693,10 @@ def _publish(
 def _process(chunks: list[Chunk], cfg: DictConfig, output_dir: Path) -> None:
     with tqdm(total=sum(len(c.keys) for c in chunks), desc="prepare", unit="utt", disable=not cfg.progress) as bar:
         pooled = int(cfg.num_workers) > 1
+        inputs = {chunk.name: len(chunk.keys) for chunk in chunks}  # a sliced input yields many records
         for marker in _run_chunks(chunks, cfg, output_dir, lambda: bar.update(1)):
             if pooled:  # pool workers cannot reach the bar: count whole chunks
-                bar.update(len(marker["records"]) + len(marker["skipped"]))
+                bar.update(inputs[marker["chunk"]])
 
 
 def _verified_markers(chunks: list[Chunk], cfg: DictConfig, output_dir: Path) -> list[dict[str, Any]]:
