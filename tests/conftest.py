@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,33 @@ def _offline_env():
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("WANDB_SILENT", "true")
     yield
+
+
+@pytest.fixture
+def s3_server(monkeypatch):
+    """moto's S3 on a free port of 127.0.0.1, reached through the standard AWS environment variables."""
+    moto_server = pytest.importorskip("moto.server", reason="pip install 'moto[server]' (the dev extra)")
+    pytest.importorskip("s3fs", reason="pip install s3fs (the cluster extra)")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    # moto keeps its buckets in process-wide state: start every test from an empty store (moto's reset endpoint).
+    urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST"), timeout=30)
+    env = {
+        "AWS_ACCESS_KEY_ID": "gst-test-key",
+        "AWS_SECRET_ACCESS_KEY": "gst-test-secret-do-not-log",  # tests check it never leaks
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    import fsspec
+
+    fsspec.config.conf.clear()
+    try:
+        yield env
+    finally:
+        server.stop()
 
 
 # --- skips are failures in CI -----------------------------------------------------------------------------------

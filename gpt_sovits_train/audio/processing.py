@@ -1,5 +1,5 @@
 """Signal measurements and clean-up shared by data preparation and the cloning workflow: frame levels, silence
-trimming, clipping checks, loudness (LUFS), slicing at pauses.
+trimming, clipping checks, loudness (LUFS). Slicing at pauses builds on these in :mod:`audio.segment`.
 
 This is the one implementation (the cloning steps import it too). Every function takes a mono signal
 ``[samples]`` as a float ``torch.Tensor`` or ``np.ndarray`` and returns the same kind, so preparation (torch, any
@@ -11,7 +11,6 @@ way listeners hear them and ignores pauses, unlike a plain RMS. Resampling lives
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
@@ -132,63 +131,3 @@ def estimate_snr_db(wav: torch.Tensor | np.ndarray, sample_rate: int) -> float:
     if levels.size < 4:
         return 0.0
     return float(np.percentile(levels, 90) - np.percentile(levels, 10))
-
-
-@dataclass(frozen=True)
-class SliceConfig:
-    """Where a long recording may be cut: pauses of at least ``min_silence_seconds`` below ``threshold_db``."""
-
-    min_seconds: float = 2.0
-    max_seconds: float = 12.0
-    min_silence_seconds: float = 0.3
-    threshold_db: float = -40.0
-    frame_seconds: float = 0.02
-
-
-def slice_on_silence(
-    wav: torch.Tensor | np.ndarray, sample_rate: int, config: SliceConfig | None = None
-) -> list[tuple[int, int]]:
-    """Split a long clip into ``(start, end)`` sample ranges at silent pauses.
-
-    Cuts go in the middle of pauses; pieces shorter than ``min_seconds`` are merged with the next one,
-    and a piece still longer than ``max_seconds`` (no pause to cut at) is cut at its quietest frame.
-    """
-    config = config or SliceConfig()
-    frame = max(1, int(config.frame_seconds * sample_rate))
-    levels = _tensor(frame_rms_db(wav, frame, frame))
-    quiet = (levels < peak_db(wav) + config.threshold_db).tolist()
-    min_run = max(1, int(config.min_silence_seconds / config.frame_seconds))
-    cut_points, run_start = [], None
-    for index, is_quiet in enumerate([*quiet, False]):
-        if is_quiet and run_start is None:
-            run_start = index
-        elif not is_quiet and run_start is not None:
-            if index - run_start >= min_run and run_start > 0 and index < len(quiet):
-                cut_points.append(((run_start + index) // 2) * frame)
-            run_start = None
-    bounds = [0, *cut_points, len(wav)]
-    pieces: list[tuple[int, int]] = []
-    start = 0
-    for end in bounds[1:]:
-        if (end - start) / sample_rate >= config.min_seconds or end == len(wav):
-            pieces.append((start, end))
-            start = end
-    if len(pieces) > 1 and (pieces[-1][1] - pieces[-1][0]) / sample_rate < config.min_seconds:
-        last = pieces.pop()
-        pieces[-1] = (pieces[-1][0], last[1])
-    return [piece for begin, end in pieces for piece in _cut_overlong(levels, frame, begin, end, sample_rate, config)]
-
-
-def _cut_overlong(
-    levels: torch.Tensor, frame: int, start: int, end: int, sample_rate: int, config: SliceConfig
-) -> list[tuple[int, int]]:
-    max_samples = int(config.max_seconds * sample_rate)
-    if end - start <= max_samples:
-        return [(start, end)]
-    low = (start + int(config.min_seconds * sample_rate)) // frame
-    high = min((start + max_samples) // frame, levels.numel())
-    if high <= low:
-        cut = start + max_samples
-    else:
-        cut = (low + int(torch.argmin(levels[low:high]))) * frame
-    return [(start, cut), *_cut_overlong(levels, frame, cut, end, sample_rate, config)]

@@ -10,9 +10,9 @@ import time
 
 import numpy as np
 
+from gpt_sovits_train.audio.segment import EnergyVAD, pack_regions
 from gpt_sovits_train.clone.denoise import SpectralGateDenoiser
 from gpt_sovits_train.clone.reference import analyze_clip
-from gpt_sovits_train.clone.segment import EnergyVAD, pack_regions
 
 RATE = 32000
 

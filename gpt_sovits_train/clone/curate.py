@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from gpt_sovits_train.audio.io import AudioDecodeError, decode_audio, resample, to_mono
 from gpt_sovits_train.audio.processing import clipped_fraction, normalize_loudness, rms_dbfs
-from gpt_sovits_train.clone.segment import EnergyVAD, Span, VoiceActivityDetector, pack_regions
+from gpt_sovits_train.audio.segment import EnergyVAD, Span, VoiceActivityDetector, pack_regions
 from gpt_sovits_train.constants import SAMPLE_RATE
 
 log = logging.getLogger(__name__)

@@ -46,29 +46,21 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from gpt_sovits_train.constants import HOP
+from gpt_sovits_train.data import storage
+from gpt_sovits_train.data.errors import (
+    DatasetExistsError,
+    NoValidSamplesError,
+    OutputInUseError,
+    PrepareError,
+)
+from gpt_sovits_train.data.long_inputs import SliceReport, needs_slicing, slice_and_prepare, summarize
+from gpt_sovits_train.data.remote_output import RemoteOutput, UploadReport, default_staging
 from gpt_sovits_train.data.schema import SCHEMA_VERSION, encode_sample
 from gpt_sovits_train.data.sources import Skip, Utterance, count_by_reason, read_corpus
 from gpt_sovits_train.data.utterance import AudioRules, Extractors, assign_keys, process_utterance
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val")
-
-
-class PrepareError(RuntimeError):
-    """A mistake in the inputs, the configuration or the output folder: ``gst-prepare`` prints the message as one
-    line and exits with status 2."""
-
-
-class DatasetExistsError(PrepareError):
-    """The output folder already holds a finished (or differently configured) dataset."""
-
-
-class NoValidSamplesError(PrepareError):
-    """Every input was skipped; the message counts the reasons."""
-
-
-class OutputInUseError(PrepareError):
-    """Another ``gst-prepare`` process holds the output folder's lock."""
 
 
 @dataclass(frozen=True)
@@ -302,12 +294,13 @@ def build_extractors(features: DictConfig | dict) -> Extractors:
     return Extractors(**built, store_float16=bool(features.get("store_float16", True)), versions=versions)
 
 
-def _init_worker(features: dict, audio: dict, threads: int) -> None:
+def _init_worker(features: dict, audio: dict, threads: int, asr: dict | None = None) -> None:
     import torch
 
     torch.set_num_threads(threads)
     _WORKER["extractors"] = build_extractors(features)
     _WORKER["rules"] = AudioRules(**audio)
+    _WORKER["asr"] = instantiate(asr) if asr else None  # transcribes clips of untranscribed recordings
 
 
 def _post_command_hook(command: str | None, output_dir: str) -> Callable[[str], None] | None:
@@ -336,22 +329,30 @@ def process_chunk(
     split_dir.mkdir(parents=True, exist_ok=True)
     for stale in split_dir.glob(f"{chunk.name}-*.tar"):  # from an interrupted earlier attempt
         stale.unlink()
-    records, skips = [], []
+    records, skips, sliced = [], [], []
     writer = None
     try:
         for utterance, key in zip(chunk.utterances, chunk.keys):
-            result = process_utterance(utterance, key, rules, extractors)
+            if needs_slicing(utterance, rules):  # one input, many clips: each written as soon as it is ready
+                report = SliceReport(utterance.audio_path)
+                results: Iterable[dict[str, Any] | Skip] = slice_and_prepare(
+                    utterance, key, rules, extractors, _WORKER["asr"], report)
+            else:
+                report, results = None, [process_utterance(utterance, key, rules, extractors)]
+            for result in results:
+                if isinstance(result, Skip):
+                    skips.append(result.as_dict())
+                    continue
+                if writer is None:
+                    pattern = str(split_dir / f"{chunk.name}-%03d.tar")
+                    writer = wds.ShardWriter(pattern, maxsize=max_shard_bytes, maxcount=10**9, verbose=0,
+                                             post=_post_command_hook(post_command, output_dir))
+                writer.write(encode_sample(result))
+                records.append(_index_record(result, Path(writer.fname).relative_to(output_dir).as_posix()))
+            if report is not None:
+                sliced.append(report.as_dict())
             if on_item is not None:
                 on_item()
-            if isinstance(result, Skip):
-                skips.append(result.as_dict())
-                continue
-            if writer is None:
-                pattern = str(split_dir / f"{chunk.name}-%03d.tar")
-                writer = wds.ShardWriter(pattern, maxsize=max_shard_bytes, maxcount=10**9, verbose=0,
-                                         post=_post_command_hook(post_command, output_dir))
-            writer.write(encode_sample(result))
-            records.append(_index_record(result, Path(writer.fname).relative_to(output_dir).as_posix()))
     finally:
         if writer is not None:
             writer.close()
@@ -366,6 +367,7 @@ def process_chunk(
         "split": chunk.split,
         "records": records,
         "skipped": skips,
+        "sliced": sliced,
         "shards": shards,
         "feature_versions": extractors.versions,
     }
@@ -376,6 +378,7 @@ def process_chunk(
 def _index_record(sample: dict[str, Any], shard: str) -> dict[str, Any]:
     """What the DataModules need to plan batches without opening shards."""
     meta = sample["meta"]
+    span = {"span": meta["span"]} if "span" in meta else {}  # a clip sliced from a longer recording
     return {
         "key": sample["key"],
         "shard": shard,
@@ -387,6 +390,7 @@ def _index_record(sample: dict[str, Any], shard: str) -> dict[str, Any]:
         "spec_frames": int(sample["audio"].numel() // HOP),
         "semantic": int(sample["semantic"].numel()) if sample.get("semantic") is not None else None,
         "notes": meta.get("notes", []),
+        **span,
     }
 
 
@@ -396,21 +400,30 @@ def _run_chunks(
     """Markers of finished chunks; in-process runs report every utterance, pools every chunk."""
     features = OmegaConf.to_container(cfg.features, resolve=True)
     audio = OmegaConf.to_container(cfg.audio, resolve=True)
+    asr = _asr_config(cfg)
     workers = max(1, int(cfg.num_workers))
     threads = max(1, int(cfg.threads_per_worker))
     max_bytes = int(cfg.shards.max_shard_bytes)
     post_command = cfg.shards.get("post_command")
     if workers == 1:
-        _init_worker(features, audio, threads)
+        _init_worker(features, audio, threads, asr)
         for chunk in chunks:
             yield process_chunk(chunk, str(output_dir), max_bytes, on_item, post_command)
         return
     context = multiprocessing.get_context("spawn")  # CUDA and tokenizers do not survive fork
-    with context.Pool(workers, initializer=_init_worker, initargs=(features, audio, threads)) as pool:
+    with context.Pool(workers, initializer=_init_worker, initargs=(features, audio, threads, asr)) as pool:
         jobs = [pool.apply_async(process_chunk, (chunk, str(output_dir), max_bytes, None, post_command))
                 for chunk in chunks]
         for job in jobs:
             yield job.get()
+
+
+def _asr_config(cfg: DictConfig) -> dict | None:
+    """``input.asr`` (chosen with ``clone/asr@input.asr=...``), only when untranscribed inputs are sliced."""
+    asr = OmegaConf.select(cfg, "input.asr", default=None)
+    if asr is None or not cfg.audio.get("slice_long_inputs", False):
+        return None
+    return OmegaConf.to_container(asr, resolve=True)
 
 
 # ---------------------------------------------------------------- manifest
@@ -435,6 +448,7 @@ def build_manifest(
         stats["mean_seconds"] = round(stats["seconds"] / stats["utterances"], 3)
         stats["seconds"] = round(stats["seconds"], 3)
     written = sum(len(records) for records in index.values())
+    sliced = [report for marker in markers for report in marker.get("sliced", [])]
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -460,6 +474,8 @@ def build_manifest(
         },
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
+    if sliced:
+        manifest["sliced"] = summarize(sliced)
     return manifest, skipped, index
 
 
@@ -476,6 +492,14 @@ def format_summary(manifest: dict[str, Any]) -> str:
         lines.append(f"  skipped {manifest['skipped']} ({reasons}); details in skipped.jsonl")
     if manifest["fixes_applied"]:
         lines.append("  fixed: " + ", ".join(f"{k}: {v}" for k, v in manifest["fixes_applied"].items()))
+    if "sliced" in manifest:
+        sliced = manifest["sliced"]
+        left_out = ", ".join(f"{reason}: {seconds:.1f} s" for reason, seconds in sliced["left_out_seconds"].items())
+        lines.append(
+            f"  sliced {sliced['inputs']} untranscribed recording(s), {sliced['seconds']:.1f} s: {sliced['clips']} "
+            f"clips written ({sliced['clip_seconds']:.1f} s), {sliced['left_out_spans']} spans left out "
+            f"({left_out or 'none'}), {sliced['pause_seconds']:.1f} s of pauses; clip texts are ASR drafts"
+        )
     return "\n".join(lines)
 
 
@@ -530,8 +554,9 @@ def check_request(cfg: DictConfig) -> tuple[Path, Path]:
     if cfg.overwrite and partitions > 1:
         raise PrepareError("overwrite=true with num_partitions>1 would let each partition delete the others' work; "
                            "run one overwrite=true job first (or delete output_dir yourself)")
+    _check_slicing(cfg)
     source = Path(str(cfg.input.path)).expanduser().resolve()
-    output_dir = Path(str(cfg.output_dir)).expanduser().resolve()
+    output_dir = local_output_dir(cfg)
     if not source.exists():
         raise PrepareError(f"input.path {source} does not exist; point it at a .list, metadata.csv or folder")
     existing = next((p for p in (output_dir, *output_dir.parents) if p.exists()), None)
@@ -544,6 +569,29 @@ def check_request(cfg: DictConfig) -> tuple[Path, Path]:
     return source, output_dir
 
 
+def local_output_dir(cfg: DictConfig) -> Path:
+    """Where this run writes: ``output_dir``, or for an object-store URL the local staging folder."""
+    output = str(cfg.output_dir)
+    if not storage.is_url(output):
+        return Path(output).expanduser().resolve()
+    staging = cfg.get("staging_dir")
+    return Path(str(staging)).expanduser().resolve() if staging else default_staging(output).resolve()
+
+
+def _check_slicing(cfg: DictConfig) -> None:
+    """``audio.slice_long_inputs`` needs a transcriber and clips the duration policy accepts."""
+    if not cfg.audio.get("slice_long_inputs", False):
+        return
+    if OmegaConf.select(cfg, "input.asr", default=None) is None:
+        raise PrepareError("audio.slice_long_inputs=true needs an ASR for the clips it cuts: add "
+                           "clone/asr@input.asr=pocketsphinx (offline English) or clone/asr@input.asr=whisper")
+    rules = AudioRules(**OmegaConf.to_container(cfg.audio, resolve=True))
+    if not 0 < rules.slice.min_seconds < rules.slice.max_seconds <= rules.max_seconds:
+        raise PrepareError(
+            f"need 0 < audio.slice.min_seconds ({rules.slice.min_seconds:g}) < audio.slice.max_seconds "
+            f"({rules.slice.max_seconds:g}) <= audio.max_seconds ({rules.max_seconds:g}, the clip-duration policy)")
+
+
 def _refuse_overlap(utterances: list[Utterance], output_dir: Path) -> None:
     inside = [u.audio_path for u in utterances if _inside(Path(u.audio_path).resolve(), output_dir)]
     if inside:
@@ -552,24 +600,38 @@ def _refuse_overlap(utterances: list[Utterance], output_dir: Path) -> None:
 
 
 def prepare(cfg: DictConfig) -> dict[str, Any] | None:
-    """Run (or resume) preparation. Returns the manifest, or ``None`` while other partitions are unfinished."""
+    """Run (or resume) preparation. Returns the manifest, or ``None`` while other partitions are unfinished.
+
+    With ``output_dir=s3://...`` the work happens in the local staging folder and the result is published to the
+    bucket, manifest last (:mod:`gpt_sovits_train.data.remote_output`).
+    """
     source, output_dir = check_request(cfg)
-    utterances, input_skips = read_corpus(source, cfg.input.format, cfg.input.speaker, cfg.input.language)
+    remote = RemoteOutput(str(cfg.output_dir)) if storage.is_url(str(cfg.output_dir)) else None
+    utterances, input_skips = read_corpus(source, cfg.input.format, cfg.input.speaker, cfg.input.language,
+                                          keep_untranscribed=bool(cfg.audio.get("slice_long_inputs", False)))
     _refuse_overlap(utterances, output_dir)
     keys = assign_keys(utterances)
     split_of = split_assignment(utterances, keys, cfg.split)
     chunks = plan_chunks(utterances, keys, split_of, int(cfg.shards.utterances_per_chunk))
     digest = config_hash(cfg)
     partitions, partition = int(cfg.num_partitions), int(cfg.partition)
+    if remote is not None:  # before any work: a prefix we may not write to stops the run now
+        remote.check(digest, bool(cfg.overwrite), output_dir)
     try:
         (output_dir / STATE).mkdir(parents=True, exist_ok=True)
     except OSError as error:
         message = f"cannot create output_dir {output_dir}: {error.strerror}; choose another output_dir"
         raise PrepareError(message) from None
     with lock_output_dir(output_dir, partition, partitions):
+        staged = _read_json(output_dir / "manifest.json")
+        if remote is not None and not cfg.overwrite and _is_our_manifest(staged) and staged["config_hash"] == digest:
+            _publish(remote, output_dir, staged)  # prepared before, not (fully) uploaded: only publish
+            return staged
         claim_output_dir(output_dir, digest, bool(cfg.overwrite), chunks, alone=partitions == 1)
+        if remote is not None:
+            remote.claim(digest, output_dir, bool(cfg.overwrite))
         try:
-            return _prepare_claimed(cfg, output_dir, chunks, input_skips, digest)
+            return _prepare_claimed(cfg, output_dir, chunks, input_skips, digest, remote)
         except BaseException as error:
             if not isinstance(error, KeyboardInterrupt):
                 _record_failure(output_dir, error)
@@ -577,7 +639,12 @@ def prepare(cfg: DictConfig) -> dict[str, Any] | None:
 
 
 def _prepare_claimed(
-    cfg: DictConfig, output_dir: Path, chunks: list[Chunk], input_skips: list[Skip], digest: str
+    cfg: DictConfig,
+    output_dir: Path,
+    chunks: list[Chunk],
+    input_skips: list[Skip],
+    digest: str,
+    remote: RemoteOutput | None = None,
 ) -> dict[str, Any] | None:
     """Process this partition's pending chunks; the run that finds every chunk done writes the manifest."""
     partitions, partition = int(cfg.num_partitions), int(cfg.partition)
@@ -586,10 +653,16 @@ def _prepare_claimed(
     if len(pending) < len(mine):
         log.info("resuming: %d of %d chunks already finished", len(mine) - len(pending), len(mine))
     _process(pending, cfg, output_dir)
+    uploads = UploadReport()
+    if remote is not None:  # this partition's new shards go up now (array tasks upload in parallel)
+        written = [json.loads(_done_path(output_dir, chunk).read_text())["shards"] for chunk in pending]
+        remote.upload_shards(output_dir, [shard for shards in written for shard in shards], uploads)
 
     unfinished = [chunk.name for chunk in chunks if not _done_path(output_dir, chunk).is_file()]
     if unfinished:
         print(f"partition {partition}/{partitions} done; {len(unfinished)} chunks of other partitions still pending")
+        if remote is not None:
+            print(f"  {uploads.summary(remote.url)}")
         return None
     with _flock(output_dir / STATE / "manifest.lock", wait=True):  # partitions finishing together take turns
         markers = _verified_markers(chunks, cfg, output_dir)
@@ -602,16 +675,28 @@ def _prepare_claimed(
                 "See the reasons above, fix the inputs or relax the audio rules in conf/prepare.yaml"
             )
         _write_outputs(output_dir, manifest, skipped, index)
+        if remote is not None:
+            _publish(remote, output_dir, manifest, uploads)
+            return manifest
     print(format_summary(manifest))
     return manifest
+
+
+def _publish(
+    remote: RemoteOutput, output_dir: Path, manifest: dict[str, Any], uploads: UploadReport | None = None
+) -> None:
+    report = remote.publish(output_dir, manifest, uploads)
+    print(format_summary(manifest))
+    print(f"  {report.summary(remote.url)}; manifest.json written last (staging: {output_dir})")
 
 
 def _process(chunks: list[Chunk], cfg: DictConfig, output_dir: Path) -> None:
     with tqdm(total=sum(len(c.keys) for c in chunks), desc="prepare", unit="utt", disable=not cfg.progress) as bar:
         pooled = int(cfg.num_workers) > 1
+        inputs = {chunk.name: len(chunk.keys) for chunk in chunks}  # a sliced input yields many records
         for marker in _run_chunks(chunks, cfg, output_dir, lambda: bar.update(1)):
             if pooled:  # pool workers cannot reach the bar: count whole chunks
-                bar.update(len(marker["records"]) + len(marker["skipped"]))
+                bar.update(inputs[marker["chunk"]])
 
 
 def _verified_markers(chunks: list[Chunk], cfg: DictConfig, output_dir: Path) -> list[dict[str, Any]]:

@@ -121,17 +121,27 @@ def _transcript_for(audio_path: Path) -> Path | None:
     return None
 
 
-def read_folder(root: Path, speaker: str | None, language: str) -> tuple[list[Utterance], list[Skip]]:
-    """Audio files with a same-named ``.txt``/``.lab`` beside them; speaker = first sub-folder, or ``speaker``."""
+def read_folder(
+    root: Path, speaker: str | None, language: str, keep_untranscribed: bool = False
+) -> tuple[list[Utterance], list[Skip]]:
+    """Audio files with a same-named ``.txt``/``.lab`` beside them; speaker = first sub-folder, or ``speaker``.
+
+    An audio file without one is a ``missing_transcript`` skip, or (``keep_untranscribed``, when prepare will
+    slice and transcribe it) an utterance with empty text.
+    """
     utterances, skips = [], []
     audio_files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
     for audio_path in audio_files:
         relative = audio_path.relative_to(root)
         transcript = _transcript_for(audio_path)
-        if transcript is None:
-            skips.append(Skip(str(relative), "missing_transcript", "no .txt/.lab file next to the audio"))
-            continue
         who = speaker or (relative.parts[0] if len(relative.parts) > 1 else root.name)
+        if transcript is None:
+            if keep_untranscribed:
+                utterance_id = relative.with_suffix("").as_posix()
+                utterances.append(Utterance(utterance_id, str(audio_path), who, language, "", str(relative)))
+            else:
+                skips.append(Skip(str(relative), "missing_transcript", "no .txt/.lab file next to the audio"))
+            continue
         try:
             text = read_transcript(transcript)
         except UnicodeDecodeError as error:
@@ -151,9 +161,17 @@ def detect_format(path: Path) -> str:
 
 
 def read_corpus(
-    path: str | Path, format: str = "auto", speaker: str | None = None, language: str = "auto"
+    path: str | Path,
+    format: str = "auto",
+    speaker: str | None = None,
+    language: str = "auto",
+    keep_untranscribed: bool = False,
 ) -> tuple[list[Utterance], list[Skip]]:
-    """Read any supported corpus description; ``format`` is ``auto``, ``list``, ``ljspeech`` or ``folder``."""
+    """Read any supported corpus description; ``format`` is ``auto``, ``list``, ``ljspeech`` or ``folder``.
+
+    ``keep_untranscribed``: a folder's audio without a transcript file is kept with empty text (to be sliced
+    and transcribed) instead of skipped; a ``.list`` line with empty text is kept either way.
+    """
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"input {path} does not exist; point input.path at a .list, metadata.csv or folder")
@@ -165,7 +183,7 @@ def read_corpus(
         csv = path / "metadata.csv" if path.is_dir() else path
         utterances, skips = read_ljspeech(csv, speaker or csv.parent.name, language)
     elif format == "folder":
-        utterances, skips = read_folder(path, speaker, language)
+        utterances, skips = read_folder(path, speaker, language, keep_untranscribed)
     else:
         raise ValueError(f"unknown input format {format!r}; use auto, list, ljspeech or folder")
     unique, duplicates = deduplicate(utterances)

@@ -72,6 +72,11 @@ def _endpoint_options(url: str) -> dict[str, Any]:
     return {}
 
 
+def filesystem(url: str) -> tuple[Any, str]:
+    """``(fsspec filesystem, path inside it)`` for a URL, with the endpoint the environment names."""
+    return fsspec.core.url_to_fs(url, **_endpoint_options(url))
+
+
 def open_url(url: str, mode: str = "rb") -> IO:
     """Open a local path or fsspec URL; read errors name the location."""
     if not is_url(url):
@@ -85,7 +90,7 @@ def open_url(url: str, mode: str = "rb") -> IO:
 def exists(location: str | Path) -> bool:
     if not is_url(location):
         return Path(location).expanduser().exists()
-    fs, path = fsspec.core.url_to_fs(str(location), **_endpoint_options(str(location)))
+    fs, path = filesystem(str(location))
     return fs.exists(path)
 
 
@@ -192,6 +197,7 @@ __all__ = [
     "ShardReadError",
     "TimedPipe",
     "exists",
+    "filesystem",
     "is_url",
     "join",
     "open_shard",

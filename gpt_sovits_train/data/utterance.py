@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import soundfile as sf
 import torch
 
@@ -24,6 +25,19 @@ from gpt_sovits_train.constants import (
 )
 from gpt_sovits_train.data.schema import safe_key
 from gpt_sovits_train.data.sources import Skip, Utterance
+
+
+@dataclass
+class SliceRules:
+    """How recordings without a transcript are cut into clips (``audio.slice``; :mod:`audio.segment`)."""
+
+    min_seconds: float = 2.0  # speech shorter than this (after merging neighbours) is reported, not kept
+    max_seconds: float = 12.0  # longest clip; at most audio.max_seconds (the clip-duration policy)
+    max_merge_gap_seconds: float = 0.8
+    pad_seconds: float = 0.1
+    threshold_db: float = -35.0  # EnergyVAD: speech = frames within this of the recording's loud level
+    min_silence_ms: float = 300.0
+    block_seconds: float = 30.0  # audio decoded at once while measuring a recording
 
 
 @dataclass
@@ -46,6 +60,12 @@ class AudioRules:
     loudness: bool = True
     target_lufs: float = -20.0
     peak_limit: float = 0.95
+    slice_long_inputs: bool = False  # inputs without a transcript: slice at pauses, transcribe each clip (ASR)
+    slice: SliceRules = field(default_factory=SliceRules)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.slice, dict):  # from the config
+            self.slice = SliceRules(**self.slice)
 
 
 @dataclass
@@ -59,6 +79,20 @@ class Extractors:
     semantic: Any = None
     store_float16: bool = True
     versions: dict[str, str] = field(default_factory=dict)
+
+
+#: What to do with a recording that has no transcript (skip reports repeat it).
+UNTRANSCRIBED_HINT = ("to transcribe recordings without text, set audio.slice_long_inputs=true and an ASR "
+                      "(clone/asr@input.asr=pocketsphinx or =whisper): they are sliced at pauses and each clip "
+                      "is transcribed")
+
+
+#: Why a long recording with a transcript is not sliced, and what to do instead.
+LONG_WITH_TEXT_HINT = (
+    "Its one transcript cannot be split across clips without an alignment, so it is not sliced: cut the "
+    "recording into clips with a transcript each, or remove its transcript and set audio.slice_long_inputs=true "
+    "with an ASR (clone/asr@input.asr=pocketsphinx or =whisper) to slice it at pauses and transcribe each clip"
+)
 
 
 class RejectedInput(Exception):
@@ -85,8 +119,7 @@ def check_header_duration(path: str, rules: AudioRules) -> None:
     if seconds > limit:
         raise RejectedInput(
             "too_long",
-            f"{seconds:.1f} s from the file header, over audio.max_file_seconds={limit:g}; "
-            "cut long recordings into clips first (e.g. gst-clone's slicer)",
+            f"{seconds:.1f} s from the file header, over audio.max_file_seconds={limit:g}. {LONG_WITH_TEXT_HINT}",
         )
 
 
@@ -112,23 +145,37 @@ def load_clean_audio(path: str, rules: AudioRules) -> tuple[torch.Tensor, list[s
         decoded = decode_audio(path)
     except AudioDecodeError as error:
         raise RejectedInput("corrupt_audio", str(error)) from error
-    notes = []
     if decoded.samples.size == 0:
         raise RejectedInput("empty_audio", "the file has no samples")
-    if decoded.num_channels > 1:
+    notes = check_format(decoded.num_channels, decoded.sample_rate, rules)
+    return clean_audio(to_mono(decoded.samples), decoded.sample_rate, rules, notes)
+
+
+def check_format(channels: int, sample_rate: int, rules: AudioRules) -> list[str]:
+    """Refuse a channel layout or rate the rules do not allow; returns notes on the fixes that will be applied."""
+    notes = []
+    if channels > 1:
         if not rules.allow_stereo:
-            raise RejectedInput("not_mono", f"{decoded.num_channels} channels and audio.allow_stereo is false")
+            raise RejectedInput("not_mono", f"{channels} channels and audio.allow_stereo is false")
         notes.append("downmixed")
     expected = rules.expected_sample_rate
-    if expected is not None and decoded.sample_rate != expected and not rules.allow_resample:
-        raise RejectedInput("wrong_sample_rate", f"{decoded.sample_rate} Hz, expected {expected} Hz")
-    mono = torch.from_numpy(to_mono(decoded.samples).copy())
+    if expected is not None and sample_rate != expected and not rules.allow_resample:
+        raise RejectedInput("wrong_sample_rate", f"{sample_rate} Hz, expected {expected} Hz")
+    if sample_rate != SAMPLE_RATE:
+        notes.append("resampled")
+    return notes
+
+
+def clean_audio(
+    mono: np.ndarray, sample_rate: int, rules: AudioRules, notes: list[str]
+) -> tuple[torch.Tensor, list[str]]:
+    """Check and clean a decoded mono signal (a whole file, or one clip sliced from a long recording): clipping,
+    resampling to 32 kHz, silence, trimming, duration, loudness."""
+    mono = torch.from_numpy(np.array(mono, dtype=np.float32))
     clipped = clipped_fraction(mono, rules.clip_level)
     if clipped > rules.max_clipped_fraction:
         raise RejectedInput("clipped", f"{clipped:.2%} of samples at full scale")
-    if decoded.sample_rate != SAMPLE_RATE:
-        notes.append("resampled")
-    wav = resample(mono, decoded.sample_rate, SAMPLE_RATE)
+    wav = resample(mono, sample_rate, SAMPLE_RATE)
     if is_silent(wav, rules.silence_threshold_db):
         raise RejectedInput("silent", f"peak below {rules.silence_threshold_db} dBFS")
     if rules.trim:
@@ -137,7 +184,8 @@ def load_clean_audio(path: str, rules: AudioRules) -> tuple[torch.Tensor, list[s
     if duration < rules.min_seconds:
         raise RejectedInput("too_short", f"{duration:.2f} s after trimming, minimum {rules.min_seconds} s")
     if duration > rules.max_seconds:
-        raise RejectedInput("too_long", f"{duration:.2f} s after trimming, maximum {rules.max_seconds} s")
+        raise RejectedInput(
+            "too_long", f"{duration:.2f} s after trimming, maximum {rules.max_seconds:g} s. {LONG_WITH_TEXT_HINT}")
     if rules.loudness:
         wav = normalize_loudness(wav, SAMPLE_RATE, rules.target_lufs, rules.peak_limit)
     return wav.contiguous(), notes
@@ -148,7 +196,7 @@ def phonemize_text(text: str, language: str) -> Any:
     from gpt_sovits_train.text.frontend import UnsupportedTextError, phonemize
 
     if not text or not text.strip():
-        raise RejectedInput("missing_transcript", "empty transcript")
+        raise RejectedInput("missing_transcript", "empty transcript; " + UNTRANSCRIBED_HINT)
     try:
         result = phonemize(text, language)
     except UnsupportedTextError as error:
@@ -184,7 +232,22 @@ def bert_of(phonemized: Any, bert: Any) -> torch.Tensor | None:
 
 
 def build_sample(utterance: Utterance, key: str, rules: AudioRules, extractors: Extractors) -> dict[str, Any]:
+    if not utterance.text.strip():  # before decoding: nothing to train on, however good the audio
+        raise RejectedInput("missing_transcript", "empty transcript; " + UNTRANSCRIBED_HINT)
     wav, notes = load_clean_audio(utterance.audio_path, rules)
+    return features_sample(utterance, key, wav, notes, extractors, rules)
+
+
+def features_sample(
+    utterance: Utterance,
+    key: str,
+    wav: torch.Tensor,
+    notes: list[str],
+    extractors: Extractors,
+    rules: AudioRules,
+    extra_meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A cleaned 32 kHz clip and its transcript → one schema sample (text checks, phonemes, features)."""
     seconds = wav.numel() / SAMPLE_RATE
     check_text_rate(len(utterance.text), seconds, rules, "characters")
     phonemized = phonemize_text(utterance.text, utterance.language)
@@ -208,6 +271,7 @@ def build_sample(utterance: Utterance, key: str, rules: AudioRules, extractors: 
             "sample_rate": SAMPLE_RATE,
             "source": utterance.audio_path,
             "notes": notes,
+            **(extra_meta or {}),
         },
     }
     bert = bert_of(phonemized, extractors.bert)

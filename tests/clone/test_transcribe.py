@@ -8,14 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from gpt_sovits_train.clone.transcribe import (
-    ListEntry,
-    PocketsphinxASR,
-    TransformersASR,
-    guess_language,
-    read_list,
-    write_list,
-)
+from gpt_sovits_train.audio.asr import PocketsphinxASR, TransformersASR, guess_language
+from gpt_sovits_train.clone.transcribe import ListEntry, read_list, write_list
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,12 +1,12 @@
 """Datasets in object storage: training reads ``s3://`` shards, manifest and index from a real S3-compatible
 server (moto's server mode on 127.0.0.1), resumes from them, and a bucket that vanishes mid-epoch is an error that
-names the shard, not a hang. Credentials come from the environment and never reach the run folder."""
+names the shard, not a hang. Credentials come from the environment and never reach the run folder. The S3 server
+is the ``s3_server`` fixture of tests/conftest.py (gst-prepare's upload tests use it too)."""
 
 from __future__ import annotations
 
 import os
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -16,35 +16,7 @@ from .conftest import LIVE_TIMINGS
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("live_timer")]
 
-SECRET = "gst-test-secret-do-not-log"
 BUCKET = "gst-data"
-
-
-@pytest.fixture
-def s3_server(monkeypatch):
-    """moto's S3 on a free port of 127.0.0.1, reached through the standard AWS environment variables."""
-    moto_server = pytest.importorskip("moto.server", reason="pip install 'moto[server]' (the dev extra)")
-    pytest.importorskip("s3fs", reason="pip install s3fs (the cluster extra)")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    # moto keeps its buckets in process-wide state: start every test from an empty store (moto's reset endpoint).
-    urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST"), timeout=30)
-    env = {
-        "AWS_ACCESS_KEY_ID": "gst-test-key",
-        "AWS_SECRET_ACCESS_KEY": SECRET,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}",
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    import fsspec
-
-    fsspec.config.conf.clear()
-    try:
-        yield env
-    finally:
-        server.stop()
 
 
 def upload(local: Path, url: str) -> None:
@@ -82,9 +54,10 @@ def test_train_from_s3_and_resume(s3_server, cluster_shards, tmp_path):
     LIVE_TIMINGS.append(("train 4 steps from s3:// then resume to 9", time.monotonic() - started))
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert resumed["global_step"] == 9  # crossed into the second epoch (7 batches each): every shard read twice
+    secret = s3_server["AWS_SECRET_ACCESS_KEY"].encode()
     for path in (tmp_path / "run").rglob("*"):
         if path.is_file():
-            assert SECRET.encode() not in path.read_bytes(), f"the secret key leaked into {path}"
+            assert secret not in path.read_bytes(), f"the secret key leaked into {path}"
 
 
 def test_a_bucket_that_disappears_mid_epoch_names_the_shard(s3_server, cluster_shards):

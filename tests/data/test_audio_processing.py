@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -12,13 +11,11 @@ import torch
 
 from gpt_sovits_train.audio.io import AudioDecodeError, decode_audio, encode_audio, load_mono, write_audio
 from gpt_sovits_train.audio.processing import (
-    SliceConfig,
     clipped_fraction,
     frame_rms_db,
     is_silent,
     loudness_lufs,
     normalize_loudness,
-    slice_on_silence,
     trim_silence,
 )
 
@@ -70,18 +67,6 @@ def test_silence_clipping_and_loudness():
     assert float(normalize_loudness(tone(1.0), RATE, target_lufs=0.0).abs().max()) <= 0.95 + 1e-6
 
 
-def test_slicing_cuts_at_pauses_within_limits():
-    pause = torch.zeros(int(0.5 * RATE))
-    wav = torch.cat([tone(3.0), pause, tone(4.0), pause, tone(2.5)])
-    pieces = slice_on_silence(wav, RATE, SliceConfig(min_seconds=2.0, max_seconds=6.0))
-    assert len(pieces) == 3
-    assert pieces[0][0] == 0 and pieces[-1][1] == wav.numel()
-    assert all(a[1] == b[0] for a, b in itertools.pairwise(pieces))
-    long_speech = tone(15.0)
-    assert all((end - start) / RATE <= 6.0 for start, end in slice_on_silence(long_speech, RATE,
-                                                                             SliceConfig(max_seconds=6.0)))
-
-
 def test_loudness_is_lufs_so_pauses_do_not_change_the_speech_level():
     speech = tone(2.0, amplitude=0.05)
     with_pauses = torch.cat([speech[: RATE], torch.zeros(2 * RATE), speech[RATE:], torch.zeros(2 * RATE)])
@@ -101,4 +86,3 @@ def test_numpy_and_torch_signals_share_one_implementation():
     assert isinstance(normalize_loudness(array, RATE), np.ndarray)
     assert np.allclose(normalize_loudness(array, RATE), normalize_loudness(wav, RATE).numpy(), atol=1e-6)
     assert trim_silence(array, RATE).shape[0] == trim_silence(wav, RATE).numel()
-    assert slice_on_silence(array, RATE) == slice_on_silence(wav, RATE)

@@ -35,7 +35,8 @@ NEEDS = [
     ("compose", "cluster", re.compile(r"(^| )(hydra/launcher=slurm|trainer=slurm)( |$)")),
     ("compose", "GPU", re.compile(r"(^| )(trainer=(gpu|ddp)|device=cuda|trainer\.devices=[2-9]\d*)( |$)")),
     ("dry-run", "network", re.compile(r"(^| )dry_run=false( |$)")),
-    ("compose", "object storage (tests/cluster/test_s3.py trains from s3:// against a local S3 server)",
+    ("compose", "object storage (against a local S3 server, tests/cluster/test_s3.py trains from s3:// and "
+                "tests/data/test_prepare_s3.py prepares into it)",
      re.compile(r"(^| )[\w.]+=s3://")),
 ]
 

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from gpt_sovits_train.clone.transcribe import TransformersASR
+from gpt_sovits_train.audio.asr import TransformersASR
 from gpt_sovits_train.features.speaker import EcapaSpeakerEncoder
 from gpt_sovits_train.inference.evaluate import (
     EvalItem,
