@@ -11,7 +11,7 @@ import os
 import pytest
 
 from gpt_sovits_train.data.prepare import DatasetExistsError, PrepareError, prepare
-from tests.data.conftest import DEMO_LIST
+from tests.helpers import demo_subset
 
 BUCKET = "gst-data"
 
@@ -27,13 +27,7 @@ def bucket(s3_server):
 
 def english_demo(folder) -> str:
     """Two English demo lines per speaker (the English frontend starts fastest)."""
-    lines = DEMO_LIST.read_text(encoding="utf-8").splitlines()
-    chosen = [[line for line in lines if f"|{speaker}|en|" in line][:2] for speaker in ("ava", "bo")]
-    absolute = [f"{DEMO_LIST.parent / line.split('|', 1)[0]}|{line.split('|', 1)[1]}" for pair in chosen
-                for line in pair]
-    path = folder / "english.list"
-    path.write_text("\n".join(absolute) + "\n", encoding="utf-8")
-    return path
+    return demo_subset(folder / "english.list", 2)
 
 
 def names(fs, prefix: str) -> dict[str, int]:
