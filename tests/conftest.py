@@ -1,4 +1,8 @@
-"""Shared pytest fixtures: where the reference fixtures live, deterministic torch settings."""
+"""Shared pytest fixtures: where the reference fixtures live, deterministic torch settings, the demo shards.
+
+``make test`` runs the suite on two pytest-xdist workers (one per core): each worker's torch then uses one
+thread, fixtures that build shared data take a file lock and build it once per run, and the live-cluster tests stay
+on one worker (``xdist_group``)."""
 
 from __future__ import annotations
 
@@ -9,11 +13,28 @@ from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
 from tests.helpers import prepare_demo_shards
 from tests.reference_fixtures import reference_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if XDIST_WORKER:  # two workers on two cores: one intra-op thread each, not two threads each fighting for a core
+    torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The live SLURM tests share one local cluster (a session fixture): keep them on one xdist worker."""
+    for item in items:
+        if item.nodeid.startswith("tests/cluster/"):
+            item.add_marker(pytest.mark.xdist_group("cluster"))
+
+
+def run_shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder every xdist worker of this run sees (the run's base temp; each worker's own is below it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if XDIST_WORKER else base
 
 
 @pytest.fixture(scope="session")
@@ -39,8 +60,13 @@ def sovits_meta(ref_dir: Path) -> dict:
 @pytest.fixture(scope="session")
 def demo_shards(tmp_path_factory) -> Path:
     """WebDataset shards of 16 demo utterances (2 speakers; English, Mandarin and mixed lines; one validation
-    utterance each), features from small random-init models: made once for the data, training and cluster tests."""
-    return prepare_demo_shards(tmp_path_factory.mktemp("demo_data"), 8, chunk=4)
+    utterance each), features from small random-init models: made once per run for the data, training and cluster
+    tests (the first xdist worker to ask builds them under a lock; read-only after that)."""
+    root = run_shared_root(tmp_path_factory) / "demo_data"
+    with FileLock(f"{root}.lock"):
+        if not (root / "shards" / "manifest.json").is_file():
+            prepare_demo_shards(root, 8, chunk=4)
+    return root / "shards"
 
 
 @pytest.fixture(autouse=True)

@@ -62,7 +62,8 @@ def test_lr_batch_grid_sweep_runs_and_collects_results(demo_shards: Path, tmp_pa
     assert (proc.stdout + proc.stderr).count("Seed set to") == 4  # Lightning's INFO lines once per job, not twice
     table = json.loads((sweep / "sweep_results.json").read_text())
     assert table["metric"] == "val/loss" and table["jobs_without_result"] == []
-    grid = {tuple(sorted(job["overrides"])) for job in table["jobs"]}
+    swept = ("data.batching.max_batch_size=", "model.optimizer.lr=")  # each job also lists the command's overrides
+    grid = {tuple(sorted(o for o in job["overrides"] if o.startswith(swept))) for job in table["jobs"]}
     assert grid == {(f"data.batching.max_batch_size={b}", f"model.optimizer.lr={lr}")
                     for lr in ("1e-4", "1e-3") for b in (8, 16)}
     objectives = [job["objective"] for job in table["jobs"]]
