@@ -7,8 +7,10 @@ size from the fixture instead of assuming the vendored one. It runs the referenc
 48b1a01) checked out OUTSIDE this repository; nothing of it is copied here — it is imported from ``--reference``.
 
     python scripts/make_reference_fixtures.py --reference /work/GPT-SoVITS --out /tmp/ref_other \
-        --seed 7 --t2s-hidden 48 --t2s-heads 3 --t2s-layers 2 --new-tokens 16 \
-        --sovits-inter 24 --sovits-heads 3 --segment-frames 10
+        --seed 11 --t2s-hidden 32 --t2s-heads 8 --t2s-layers 4 --new-tokens 14 \
+        --sovits-inter 16 --sovits-heads 4 --sovits-layers 4 --segment-frames 8
+
+(tests/fixtures/reference/README.md has the full command of the checked second set and the tests to run on it.)
 
 The recipe (tests/fixtures/reference/README.md): seed, reference constructor with the tiny config, constant-initialised
 tensors perturbed, SoVITS codebook set, every weight rounded to float16, ``eval()``, then the recorded calls.

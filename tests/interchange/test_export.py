@@ -153,7 +153,9 @@ def test_python_export_default_writes_full_v2_sovits_config(ref_dir: Path, tmp_p
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     weights = _lightning_checkpoint(ref_dir, "tiny_sovits", run / "checkpoints" / "last.ckpt")
-    tiny = OmegaConf.load(REPO / "conf" / "model" / "sovits" / "tiny.yaml")
+    tiny = OmegaConf.load(REPO / "conf" / "model" / "sovits" / "tiny.yaml")  # the preset, sized as the fixture
+    fixture_model = json.loads((ref_dir / "tiny_sovits.json").read_text())["config"]["model"]
+    tiny = OmegaConf.merge(tiny, {k: v for k, v in fixture_model.items() if k in tiny})
     OmegaConf.save(OmegaConf.create({"model": {"net": tiny}}), run / "resolved_config.yaml")
     written = export_models(tmp_path / "out", "mine", sovits_checkpoint=run / "checkpoints" / "last.ckpt",
                             formats=("v2",))

@@ -21,6 +21,7 @@ from gpt_sovits_train.interchange.gpt_sovits_v2 import (
     write_sovits_v2,
 )
 from gpt_sovits_train.interchange.t2s_decode import CachedT2S
+from tests.reference_fixtures import early_stop_num
 
 
 def _fixture(ref_dir: Path, name: str) -> tuple[dict[str, torch.Tensor], dict]:
@@ -38,7 +39,8 @@ def test_gpt_ckpt_import_reproduces_reference_decode(ref_dir: Path, tmp_path: Pa
     path = write_gpt_v2(weights, meta["config"], tmp_path / "tiny-e1.ckpt", epoch=1)
     imported = read_gpt_v2(path)
     heads = imported.config["model"]["head"]
-    options = {"top_k": 1, "top_p": 1.0, "temperature": 1.0, "repetition_penalty": 1.35, "early_stop_num": 19}
+    options = {"top_k": 1, "top_p": 1.0, "temperature": 1.0, "repetition_penalty": 1.35}
+    options["early_stop_num"] = early_stop_num(meta)  # the fixture's decode length, not the vendored 19
     decoder = CachedT2S(imported.weights, heads)
     result = decoder(
         tensors["input.tf.phoneme_ids"],

@@ -13,6 +13,7 @@ from gpt_sovits_train.models.gpt.losses import (
 )
 from gpt_sovits_train.models.gpt.sampling import SamplingOptions
 from tests.models.gpt.fixtures import assert_close_as_recommended, load_tiny_t2s
+from tests.reference_fixtures import early_stop_num
 
 
 def _batch(tensors):
@@ -109,11 +110,6 @@ def test_dpo_terms_on_stored_reject_batch(ref_dir):
     assert_close_as_recommended((ce + dpo).view(1), "dpo.loss", meta, t)
 
 
-def _early_stop_num(meta) -> int:
-    call = meta["calls"]["greedy_decode"]
-    return int(call.split("early_stop_num=")[1].split(",")[0])
-
-
 def _greedy(ref_dir, name: str, penalty: float):
     model, meta, t = load_tiny_t2s(ref_dir)
     options = SamplingOptions.v2_compatible(
@@ -121,7 +117,7 @@ def _greedy(ref_dir, name: str, penalty: float):
         top_p=1.0,
         temperature=1.0,
         repetition_penalty=penalty,
-        max_new_tokens=_early_stop_num(meta) + 1,
+        max_new_tokens=early_stop_num(meta) + 1,
         greedy=True,
     )
     prompt = t["input.tf.prompt_semantic"]
