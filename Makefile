@@ -7,6 +7,10 @@ STAMP  := $(VENV)/.installed
 # torch/torchaudio pinned to the pair verified together on CPU and CUDA.
 TORCH_PINS := torch==2.14.1 torchaudio==2.11.0
 DEMO_DIR ?= artifacts/demo
+# pytest-xdist workers for the suite: one per core of the 2-core CI machine (tests/conftest.py gives each worker one
+# torch thread and builds shared fixtures once per run). WORKERS=0 runs everything in one process.
+WORKERS ?= 2
+PYTEST  := $(VENV)/bin/python -m pytest -q $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadgroup)
 
 .PHONY: install demo test test-fast test-slow lint bench gpu-check clean
 
@@ -27,14 +31,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/python -m pytest -q
+	$(PYTEST)
 
 ## The same checks without the slow tests (training runs, CLI subprocesses, multi-process); meant to stay under
 ## 3 min on 2 cores: mark a test `@pytest.mark.slow` when it takes more than ~10 s.
 test-fast: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

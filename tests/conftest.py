@@ -1,8 +1,8 @@
 """Shared pytest fixtures: where the reference fixtures live, deterministic torch settings, the demo shards.
 
 ``make test`` runs the suite on two pytest-xdist workers (one per core): each worker's torch then uses one
-thread, fixtures that build shared data take a file lock and build it once per run, and the live-cluster tests stay
-on one worker (``xdist_group``)."""
+thread, fixtures that build shared data take a file lock and build it once per run, a test file stays on one worker
+and so do the live-cluster tests (``xdist_group``)."""
 
 from __future__ import annotations
 
@@ -25,10 +25,11 @@ if XDIST_WORKER:  # two workers on two cores: one intra-op thread each, not two 
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The live SLURM tests share one local cluster (a session fixture): keep them on one xdist worker."""
+    """xdist hands out whole test files (their module fixtures, such as the docs test's workspace, are built once),
+    and all live SLURM tests to one worker (they share one local cluster, a session fixture)."""
     for item in items:
-        if item.nodeid.startswith("tests/cluster/"):
-            item.add_marker(pytest.mark.xdist_group("cluster"))
+        path = item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group("cluster" if path.startswith("tests/cluster/") else path))
 
 
 def run_shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
