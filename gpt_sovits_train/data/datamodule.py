@@ -95,8 +95,10 @@ class PlannedShardDataset(IterableDataset):
         batching: BatchingConfig,
         seed: int,
         read_timeout_s: float = storage.DEFAULT_READ_TIMEOUT_S,
+        with_audio: bool = True,
     ) -> None:
         self.records = records
+        self.with_audio = with_audio
         self.read_timeout_s = read_timeout_s
         self.shard_url = shard_url
         self.length_of = length_of
@@ -138,7 +140,7 @@ class PlannedShardDataset(IterableDataset):
         for raw in _raising(pipeline):
             if raw["__key__"] not in needed:
                 continue  # another worker's or rank's sample: skipped without decoding
-            arrived[raw["__key__"]] = decode_sample(raw)
+            arrived[raw["__key__"]] = decode_sample(raw, self.with_audio)
             while next_batch < len(mine) and all(r["key"] in arrived for r in mine[next_batch]):
                 yield self.collate([arrived.pop(r["key"]) for r in mine[next_batch]])
                 next_batch += 1
@@ -243,6 +245,8 @@ class ShardDataModule(pl.LightningDataModule):
 
     #: What the length measure counts (for messages).
     length_unit = "length units"
+    #: Whether batches need the waveform (decoding FLAC is most of a loader's work; the GPT stage never reads it).
+    reads_audio = True
 
     # -- subclass hooks: module-level callables, so datasets pickle into spawned workers without the DataModule
     def length_function(self) -> Callable[[Record], int]:
@@ -298,7 +302,7 @@ class ShardDataModule(pl.LightningDataModule):
             raise ValueError(f"the {split} split of {self.dataset_dir} is empty; re-run prepare with a val_fraction")
         url = functools.partial(shard_url, self.dataset_dir, self.shard_url_template)
         return PlannedShardDataset(self.records[split], url, self.length_function(), self.collate_function(),
-                                   batching, self.seed, self.shard_read_timeout_s)
+                                   batching, self.seed, self.shard_read_timeout_s, self.reads_audio)
 
     def report_left_out(self, split: str, batching: BatchingConfig) -> int:
         """Count the ``split`` items the plan leaves out for length; log a line and the metric
@@ -375,7 +379,7 @@ class SoVITSDataModule(ShardDataModule):
 
 
 class GPTDataModule(ShardDataModule):
-    """Batches of phonemes, BERT features and semantic ids (``collate_gpt``).
+    """Batches of phonemes, BERT features and semantic ids (``collate_gpt``); the waveform is never decoded.
 
     Semantic ids come from the samples; when prepare did not store them, ``semantic_extractor`` (a callable
     SSL ``[768, T]`` → codes ``[T/2]``, e.g. ``LatentCodeExtractor`` around a trained SoVITS model) makes them
@@ -392,6 +396,7 @@ class GPTDataModule(ShardDataModule):
         self.token_source = token_source
 
     length_unit = "phonemes + 25 Hz tokens"
+    reads_audio = False
 
     def policy_max_item_length(self) -> int:
         return math.ceil(MAX_CLIP_SECONDS * (SEMANTIC_HZ + MAX_PHONES_PER_SECOND))

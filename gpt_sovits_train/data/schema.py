@@ -81,15 +81,16 @@ def _npy_tensor(data: bytes) -> torch.Tensor:
     return torch.from_numpy(np.load(io.BytesIO(data), allow_pickle=False))
 
 
-def validate_sample(sample: dict[str, Any]) -> None:
-    """Raise :class:`SchemaError` naming the first field that breaks the schema."""
-    for required in ("key", "audio", "meta"):
+def validate_sample(sample: dict[str, Any], with_audio: bool = True) -> None:
+    """Raise :class:`SchemaError` naming the first field that breaks the schema (the waveform only when
+    ``with_audio``: a reader that does not decode it checks the rest)."""
+    for required in ("key", "audio", "meta") if with_audio else ("key", "meta"):
         if required not in sample:
             raise SchemaError(f"sample is missing required field {required!r}")
     if "." in sample["key"]:
         raise SchemaError(f"sample key {sample['key']!r} contains a dot; build keys with safe_key()")
-    audio = sample["audio"]
-    if not isinstance(audio, torch.Tensor) or audio.dim() != 1 or audio.dtype != torch.float32:
+    audio = sample.get("audio")
+    if with_audio and (not isinstance(audio, torch.Tensor) or audio.dim() != 1 or audio.dtype != torch.float32):
         raise SchemaError("audio must be a float32 tensor [samples]")
     missing_meta = [name for name in META_FIELDS if name not in sample["meta"]]
     if missing_meta:
@@ -132,15 +133,18 @@ def encode_sample(sample: dict[str, Any]) -> dict[str, Any]:
     return encoded
 
 
-def decode_sample(raw: dict[str, Any]) -> dict[str, Any]:
+def decode_sample(raw: dict[str, Any], with_audio: bool = True) -> dict[str, Any]:
     """WebDataset raw dict (bytes per member) → schema sample with tensors; validates the result.
+
+    ``with_audio=False`` leaves the FLAC member undecoded (the sample has no ``audio``): the GPT stage reads only
+    phonemes, BERT features and tokens, and decoding the waveform was most of its loader's work.
 
     A sample that cannot be decoded (damaged FLAC, truncated ``.npy``, broken JSON, wrong shapes) raises
     :class:`CorruptSampleError` naming the shard (webdataset's ``__url__``) and the key, so a training run that
     meets one says which file to rewrite instead of only "flac decoder lost sync".
     """
     try:
-        return _decode_sample(raw)
+        return _decode_sample(raw, with_audio)
     except (ValueError, OSError, EOFError) as error:  # AudioDecodeError, SchemaError, JSON and npy errors
         shard = raw.get("__url__", "an unnamed shard")
         raise CorruptSampleError(
@@ -150,19 +154,17 @@ def decode_sample(raw: dict[str, Any]) -> dict[str, Any]:
         ) from error
 
 
-def _decode_sample(raw: dict[str, Any]) -> dict[str, Any]:
+def _decode_sample(raw: dict[str, Any], with_audio: bool) -> dict[str, Any]:
     if AUDIO_EXTENSION not in raw:
         raise SchemaError(f"shard sample {raw.get('__key__')} has no {AUDIO_EXTENSION} member")
-    decoded_audio = decode_audio(raw[AUDIO_EXTENSION])
-    if decoded_audio.sample_rate != SAMPLE_RATE:
-        raise SchemaError(f"shard audio must be {SAMPLE_RATE} Hz, got {decoded_audio.sample_rate}")
-    sample: dict[str, Any] = {
-        "key": raw["__key__"],
-        "audio": torch.from_numpy(to_mono(decoded_audio.samples).copy()),
-        "meta": json.loads(raw[META_EXTENSION].decode("utf-8")),
-    }
+    sample: dict[str, Any] = {"key": raw["__key__"], "meta": json.loads(raw[META_EXTENSION].decode("utf-8"))}
+    if with_audio:
+        decoded_audio = decode_audio(raw[AUDIO_EXTENSION])
+        if decoded_audio.sample_rate != SAMPLE_RATE:
+            raise SchemaError(f"shard audio must be {SAMPLE_RATE} Hz, got {decoded_audio.sample_rate}")
+        sample["audio"] = torch.from_numpy(to_mono(decoded_audio.samples).copy())
     for field in TENSOR_FIELDS.values():
         if field.extension in raw:
             sample[field.name] = _npy_tensor(raw[field.extension])
-    validate_sample(sample)
+    validate_sample(sample, with_audio)
     return sample

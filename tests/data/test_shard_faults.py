@@ -95,6 +95,25 @@ def test_a_corrupt_sample_names_its_shard_and_key_and_what_to_do(demo_shards, tm
     assert "gst-prepare" in message
 
 
+def test_the_gpt_loader_never_decodes_the_waveform(demo_shards, tmp_path):
+    """The GPT stage reads phonemes, BERT and tokens only: with every FLAC member scrambled its batches are the same
+    as from the intact shards (the SoVITS loader, which needs the waveform, stops on the first one, see above)."""
+    shards = tmp_path / "shards"
+    shutil.copytree(demo_shards, shards)
+    for line in (shards / "train.index.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        corrupt_audio_of(shards / record["shard"], record["key"])
+    batching = {**SMALL, "max_tokens": 800, "max_item_length": 400}
+    intact, scrambled = (GPTDataModule(str(path), batching=batching, num_workers=0) for path in (demo_shards, shards))
+    for module in (intact, scrambled):
+        module.setup()
+    expected, produced = list(intact.train_dataloader()), list(scrambled.train_dataloader())
+    assert len(produced) == len(expected) > 0
+    for a, b in zip(expected, produced, strict=True):
+        assert a["keys"] == b["keys"] and "audio" not in b
+        assert all(torch.equal(a[name], b[name]) for name in a if torch.is_tensor(a[name]))
+
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
