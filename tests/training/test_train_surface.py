@@ -65,7 +65,7 @@ def test_lr_batch_grid_sweep_runs_and_collects_results(demo_shards: Path, tmp_pa
     swept = ("data.batching.max_batch_size=", "model.optimizer.lr=")  # each job also lists the command's overrides
     grid = {tuple(sorted(o for o in job["overrides"] if o.startswith(swept))) for job in table["jobs"]}
     assert grid == {(f"data.batching.max_batch_size={b}", f"model.optimizer.lr={lr}")
-                    for lr in ("1e-4", "1e-3") for b in (8, 16)}
+                    for lr in ("0.0001", "0.001") for b in (8, 16)}  # as Hydra writes the swept floats
     objectives = [job["objective"] for job in table["jobs"]]
     assert all(isinstance(v, float) for v in objectives) and objectives == sorted(objectives)
 
