@@ -15,7 +15,7 @@ import pytest
 import torch
 from filelock import FileLock
 
-from tests.helpers import prepare_demo_shards
+from tests.helpers import SUMMARY, prepare_demo_shards
 from tests.reference_fixtures import reference_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -130,6 +130,10 @@ def _in_ci() -> bool:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "teardown" and not XDIST_WORKER:  # the printing process collects the summary entries
+        for name, value in report.user_properties:
+            if name == "gst_summary":
+                SUMMARY.setdefault(value[0], []).append(value[1])
     if report.skipped and _in_ci() and not any(report.nodeid.startswith(k) for k in EXPECTED_SKIPS):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         _unexpected_skips.append((report.nodeid, reason))

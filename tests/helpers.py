@@ -12,6 +12,16 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+#: Lines for the terminal summary, by section, gathered in the process that prints it (tests/conftest.py).
+SUMMARY: dict[str, list] = {}
+
+
+def add_to_summary(item, section: str, payload) -> None:
+    """Attach a terminal-summary entry to a test: it travels with the test's report, so under pytest-xdist it
+    reaches the controlling process, which prints it (a module-level list in a worker would never be seen)."""
+    item.user_properties.append(("gst_summary", (section, payload)))
+
+
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 DEMO = REPO / "data" / "demo"

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import SUMMARY, add_to_summary
+
 from .slurm import LocalSlurm, missing_requirements
 
-LIVE_TIMINGS: list[tuple[str, float]] = []
+_PENDING: list[str] = []  # summary lines not attached to a test yet (the cluster's start-up)
 
 
 def skip_or_fail(reason: str) -> None:
@@ -39,7 +41,8 @@ def slurm_cluster(tmp_path_factory) -> Iterator[LocalSlurm]:
     started = time.monotonic()
     try:
         cluster.start()
-        LIVE_TIMINGS.append(("slurm cluster start (munged, slurmctld, slurmd up and idle)", time.monotonic() - started))
+        seconds = time.monotonic() - started
+        _PENDING.append(f"{seconds:7.1f} s  slurm cluster start (munged, slurmctld, slurmd up and idle)")
         yield cluster
     finally:
         cluster.stop()
@@ -51,14 +54,17 @@ def live_timer(request) -> Iterator[None]:
     """Record each live test's wall time; printed in the terminal summary (pytest captures test output)."""
     started = time.monotonic()
     yield
-    LIVE_TIMINGS.append((request.node.nodeid, time.monotonic() - started))
+    for line in [*_PENDING, f"{time.monotonic() - started:7.1f} s  {request.node.nodeid}"]:
+        add_to_summary(request.node, "live cluster test timings", line)
+    _PENDING.clear()
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    if LIVE_TIMINGS:
+    lines = SUMMARY.get("live cluster test timings", [])
+    if lines:
         terminalreporter.section("live cluster test timings")
-        for nodeid, seconds in LIVE_TIMINGS:
-            terminalreporter.write_line(f"{seconds:7.1f} s  {nodeid}")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

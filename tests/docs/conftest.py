@@ -6,8 +6,9 @@ from collections import Counter
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
-    from .test_documented_commands import RESULTS
+    from tests.helpers import SUMMARY
 
+    RESULTS = SUMMARY.get("documented commands", [])
     if not RESULTS:
         return
     write = terminalreporter.write_line

@@ -23,6 +23,8 @@ import pytest
 import soundfile as sf
 import torch
 
+from tests.helpers import add_to_summary
+
 from .documented_commands import (
     CLIS,
     REPO,
@@ -37,7 +39,6 @@ from .documented_commands import (
 )
 
 pytestmark = pytest.mark.slow
-RESULTS: list[dict] = []  # read by conftest.pytest_terminal_summary
 DEMO = REPO / "data" / "demo"
 V2_GPT = "s1bert25hz-5kh-longer-epoch=12-step=369668.ckpt"
 
@@ -164,7 +165,6 @@ class Runner:
         result = {"source": command.source, "command": command.text, "mode": mode, "reason": reason,
                   "rc": proc.returncode, "seconds": round(time.perf_counter() - started, 1),
                   "output": (proc.stdout + proc.stderr)[-3000:]}
-        RESULTS.append(result)
         return result
 
     def _remember(self, command: DocumentedCommand, run_dir: Path) -> None:
@@ -221,14 +221,16 @@ def test_docs_have_commands() -> None:
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[c.id for c in COMMANDS])
-def test_documented_command_runs(command: DocumentedCommand, ran: dict[str, dict]) -> None:
+def test_documented_command_runs(command: DocumentedCommand, ran: dict[str, dict], request) -> None:
     result = ran[command.id]
+    add_to_summary(request.node, "documented commands", {k: v for k, v in result.items() if k != "output"})
     assert result["rc"] == 0, f"{command.source} ({result['mode']}): {command.text}\n{result['output']}"
 
 
-def test_model_card_usage_line_runs(ran: dict[str, dict]) -> None:
+def test_model_card_usage_line_runs(ran: dict[str, dict], request) -> None:
     """The line gst-publish writes into the card, run inside the published folder (with its ref.wav)."""
     assert "card" in ran, "no documented gst-publish command produced a model card"
+    add_to_summary(request.node, "documented commands", {k: v for k, v in ran["card"].items() if k != "output"})
     assert ran["card"]["rc"] == 0, ran["card"]["output"]
 
 
