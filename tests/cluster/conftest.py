@@ -19,7 +19,19 @@ from tests.helpers import SUMMARY, add_to_summary
 
 from .slurm import LocalSlurm, missing_requirements
 
-_PENDING: list[str] = []  # summary lines not attached to a test yet (the cluster's start-up)
+_PENDING: list[str] = []  # summary lines not attached to a test yet (the cluster's start-up, a test's own phases)
+
+
+class _LiveTimings:
+    """``LIVE_TIMINGS.append((label, seconds))`` inside a live test: printed in the summary with that test's time
+    (``live_timer`` attaches it to the test's report, which reaches the printing process under xdist)."""
+
+    def append(self, entry: tuple[str, float]) -> None:
+        label, seconds = entry
+        _PENDING.append(f"{seconds:7.1f} s  {label}")
+
+
+LIVE_TIMINGS = _LiveTimings()
 
 
 def skip_or_fail(reason: str) -> None:
