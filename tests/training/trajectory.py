@@ -59,6 +59,8 @@ class FixedBatches(pl.LightningDataModule):
         return self.epochs[self.epoch - 1] if self.epoch <= len(self.epochs) else []
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # the resumed epoch is the saved one (per-epoch batch lists must continue from it, not from the first)
+        self.epoch = int(state_dict["epoch"])
         self.skip = int(state_dict["batches_consumed"])
 
     def train_dataloader(self):
