@@ -8,9 +8,10 @@ STAMP  := $(VENV)/.installed
 TORCH_PINS := torch==2.14.1 torchaudio==2.11.0
 DEMO_DIR ?= artifacts/demo
 # pytest-xdist workers for the suite: one per core of the 2-core CI machine (tests/conftest.py gives each worker one
-# torch thread and builds shared fixtures once per run). WORKERS=0 runs everything in one process.
+# torch thread, builds shared fixtures once per run and schedules whole files, heavy ones first). WORKERS=0 runs
+# everything in one process.
 WORKERS ?= 2
-PYTEST  := $(VENV)/bin/python -m pytest -q $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadgroup)
+PYTEST  := $(VENV)/bin/python -m pytest -q $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadscope)
 
 .PHONY: install demo test test-fast test-slow lint bench gpu-check clean
 

@@ -2,13 +2,14 @@
 
 ``make test`` runs the suite on two pytest-xdist workers (one per core): each worker's torch then uses one
 thread, fixtures that build shared data take a file lock and build it once per run, a test file stays on one worker
-and so do the live-cluster tests (``xdist_group``)."""
+and so do the live-cluster tests (``pytest_xdist_make_scheduler``)."""
 
 from __future__ import annotations
 
 import json
 import os
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -22,14 +23,50 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 if XDIST_WORKER:  # two workers on two cores: one intra-op thread each, not two threads each fighting for a core
     torch.set_num_threads(1)
+    # ... and so for every process a test starts (CLIs, DDP ranks, SLURM jobs): OpenMP threads spin while they wait,
+    # so two workers' subprocesses with two threads each on two cores ran some tests 5-10x slower than alone
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_name] = "1"
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """xdist hands out whole test files (their module fixtures, such as the docs test's workspace, are built once),
+    and all live SLURM tests to one worker (they share one local cluster, a session fixture).
+
+    A scheduler rather than ``xdist_group`` marks: xdist 3.8 groups by rewriting ``item._nodeid``, which pytest 9
+    no longer reads, so marked tests were spread over the workers (each building the docs workspace, ~8 min)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    config.option.loadscopereorder = False  # keep the collection order, heavy files first (see below)
+
+    class FileOrClusterScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "cluster" if path.startswith("tests/cluster/") else path
+
+    return FileOrClusterScheduling(config, log)
+
+
+# Files (or folders) that take minutes: handed out first, so that the two workers finish at about the same time
+# instead of one starting the docs workspace (~8 min of commands in order) when the other is nearly done.
+HEAVY_FIRST = (
+    "tests/docs/test_documented_commands.py",
+    "tests/cluster/",
+    "tests/models/sovits/test_sovits_module.py",
+    "tests/runtime/test_gpu_check.py",
+    "tests/clone/test_clone_e2e.py",
+    "tests/training/test_ddp.py",
+    "tests/training/test_resume.py",
+    "tests/training/test_v2_trajectory_sovits.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """xdist hands out whole test files (their module fixtures, such as the docs test's workspace, are built once),
-    and all live SLURM tests to one worker (they share one local cluster, a session fixture)."""
-    for item in items:
-        path = item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group("cluster" if path.startswith("tests/cluster/") else path))
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return next((i for i, heavy in enumerate(HEAVY_FIRST) if path.startswith(heavy)), len(HEAVY_FIRST))
+
+    items.sort(key=rank)  # stable: the order within a file is kept
 
 
 def run_shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -144,7 +181,22 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+def _documented_commands_lines(results: list[dict]) -> list[str]:
+    lines = [f"{r['mode']:<8} {'ok' if r['rc'] == 0 else 'FAILED rc=' + str(r['rc']):<14} {r['seconds']:>6.1f}s  "
+             f"{r['source']:<22} {r['command'][:90]}" for r in results]
+    counts = Counter(r["mode"] for r in results)
+    return [*lines, f"{len(results)} documented commands: "
+            + ", ".join(f"{n} {mode}" for mode, n in sorted(counts.items()))]
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
+    """Sections the tests added (tests/helpers.add_to_summary), printed here: under xdist only this top-level
+    conftest is loaded in the printing process, so a sub-folder's conftest could not print them."""
+    for section, entries in SUMMARY.items():
+        terminalreporter.section(section)
+        lines = _documented_commands_lines(entries) if section == "documented commands" else entries
+        for line in lines:
+            terminalreporter.write_line(str(line))
     if _unexpected_skips:
         terminalreporter.section("skips not allowed in CI (tests/conftest.py EXPECTED_SKIPS)", red=True)
         for nodeid, reason in _unexpected_skips:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import SUMMARY, add_to_summary
+from tests.helpers import add_to_summary
 
 from .slurm import LocalSlurm, missing_requirements
 
@@ -69,14 +69,6 @@ def live_timer(request) -> Iterator[None]:
     for line in [*_PENDING, f"{time.monotonic() - started:7.1f} s  {request.node.nodeid}"]:
         add_to_summary(request.node, "live cluster test timings", line)
     _PENDING.clear()
-
-
-def pytest_terminal_summary(terminalreporter) -> None:
-    lines = SUMMARY.get("live cluster test timings", [])
-    if lines:
-        terminalreporter.section("live cluster test timings")
-        for line in lines:
-            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
