@@ -73,7 +73,8 @@ class LocalSlurm:
                     "SlurmdUser=root",
                     "AuthType=auth/munge",
                     "CredType=cred/munge",
-                    f"AuthInfo=socket={self.munge_socket}",
+                    # cred_expire also holds a requeued job back (default 120 s): the preemption test waits less
+                    f"AuthInfo=socket={self.munge_socket},cred_expire=10",
                     f"StateSaveLocation={self.root / 'state'}",
                     f"SlurmdSpoolDir={self.root / 'spool' / 'slurmd-%n'}",
                     f"SlurmctldPidFile={self.root / 'state' / 'slurmctld.pid'}",
