@@ -66,6 +66,7 @@ def test_gate_rejects_an_engine_whose_logits_are_off(tiny_gpt_weights, tiny_gpt_
     assert result.metrics["top1_agreement"] < 0.99
 
 
+@pytest.mark.slow  # ~13 s: a bf16 decode of the tiny generator, emulated on CPUs without bf16 units
 def test_sovits_bf16_decoder_is_measured_against_fp32(build_tiny_sovits) -> None:
     inputs = sovits_inputs(tokens=10, phones=8, spec_frames=20)
     exact = network_decode(build_tiny_sovits("fp32"))
