@@ -419,9 +419,9 @@ def run_reference_sovits(run: dict, initial: dict, batches, threads: int = 2, pe
             grad_scaler.scale(loss_disc).backward()
             grad_scaler.unscale_(optim_d)
             record["grad_norm_d"].append(commons.clip_grad_value_(net_d.parameters(), None))
-            before = {id(p): p.detach().clone() for p in net_d.parameters()}
+            before = [(p, p.detach().clone()) for p in net_d.parameters()]
             grad_scaler.step(optim_d)
-            record["skipped_d"].append(all(torch.equal(before[id(p)], p) for p in net_d.parameters()))
+            record["skipped_d"].append(all(torch.equal(p, old) for p, old in before))
             y_d_hat_r, y_d_hat_g, fmap_r, fmap_g = net_d(y, y_hat)
             loss_mel = torch.nn.functional.l1_loss(y_mel, y_hat_mel) * hps_t["c_mel"]
             loss_kl = kl_loss(z_p, logs_q, m_p, logs_p, z_mask) * hps_t["c_kl"]
@@ -432,10 +432,9 @@ def run_reference_sovits(run: dict, initial: dict, batches, threads: int = 2, pe
             grad_scaler.scale(loss_gen_all).backward()
             grad_scaler.unscale_(optim_g)
             record["grad_norm_g"].append(commons.clip_grad_value_(net_g.parameters(), None))
-            before = {id(p): p.detach().clone() for p in net_g.parameters() if p.grad is not None}
+            before = [(p, p.detach().clone()) for p in net_g.parameters() if p.grad is not None]
             grad_scaler.step(optim_g)
-            record["skipped_g"].append(all(torch.equal(v, p) for p in net_g.parameters() if id(p) in before
-                                           for v in (before[id(p)],)))
+            record["skipped_g"].append(all(torch.equal(p, old) for p, old in before))
             grad_scaler.update()
             record["scale"].append(float(grad_scaler.get_scale()) if scaler else 1.0)
             for k, v in (("loss_disc", loss_disc), ("loss_gen", loss_gen), ("loss_fm", loss_fm),
@@ -489,8 +488,7 @@ def make_sovits(out: Path, write: bool) -> dict:
     observed = {"fp32_rerun_envelope_rel": {k: max(v[:horizon]) for k, v in envelope.items()},
                 "fp32_rerun_envelope_rel_all_steps": {k: max(v) for k, v in envelope.items()},
                 "per_rerun_max_rel_within_horizon": {
-                    name: max(abs(r[k][i] - main[k][i]) / max(abs(main[k][i]), 1e-12)
-                              for k in SOVITS_SERIES for i in range(horizon)) for name, r in reruns.items()},
+                    name: max(max(v) for v in _envelope(main, [r], horizon).values()) for name, r in reruns.items()},
                 "final_norm_rel": norm_dev,
                 "scaler_skipped_g": [i for i, s in enumerate(scaled["skipped_g"]) if s],
                 "scaler_skipped_d": [i for i, s in enumerate(scaled["skipped_d"]) if s]}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import urllib.request
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -29,6 +28,10 @@ if XDIST_WORKER:  # two workers on two cores: one intra-op thread each, not two 
         os.environ[_name] = "1"
 
 
+def _test_file(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """xdist hands out whole test files (their module fixtures, such as the docs test's workspace, are built once),
     and all live SLURM tests to one worker (they share one local cluster, a session fixture).
@@ -41,7 +44,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
 
     class FileOrClusterScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            path = nodeid.split("::", 1)[0]
+            path = _test_file(nodeid)
             return "cluster" if path.startswith("tests/cluster/") else path
 
     return FileOrClusterScheduling(config, log)
@@ -63,7 +66,7 @@ HEAVY_FIRST = (
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
-        path = item.nodeid.split("::", 1)[0]
+        path = _test_file(item.nodeid)
         return next((i for i, heavy in enumerate(HEAVY_FIRST) if path.startswith(heavy)), len(HEAVY_FIRST))
 
     items.sort(key=rank)  # stable: the order within a file is kept
@@ -181,21 +184,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def _documented_commands_lines(results: list[dict]) -> list[str]:
-    lines = [f"{r['mode']:<8} {'ok' if r['rc'] == 0 else 'FAILED rc=' + str(r['rc']):<14} {r['seconds']:>6.1f}s  "
-             f"{r['source']:<22} {r['command'][:90]}" for r in results]
-    counts = Counter(r["mode"] for r in results)
-    return [*lines, f"{len(results)} documented commands: "
-            + ", ".join(f"{n} {mode}" for mode, n in sorted(counts.items()))]
-
-
 def pytest_terminal_summary(terminalreporter) -> None:
     """Sections the tests added (tests/helpers.add_to_summary), printed here: under xdist only this top-level
     conftest is loaded in the printing process, so a sub-folder's conftest could not print them."""
     for section, entries in SUMMARY.items():
         terminalreporter.section(section)
-        lines = _documented_commands_lines(entries) if section == "documented commands" else entries
-        for line in lines:
+        for line in entries:
             terminalreporter.write_line(str(line))
     if _unexpected_skips:
         terminalreporter.section("skips not allowed in CI (tests/conftest.py EXPECTED_SKIPS)", red=True)

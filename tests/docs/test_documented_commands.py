@@ -17,6 +17,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -220,17 +221,27 @@ def test_docs_have_commands() -> None:
     assert len(COMMANDS) >= 10 and {c.program for c in COMMANDS} >= {"gst-prepare", "gst-train", "gst-synthesize"}
 
 
+def _summary_line(result: dict) -> str:
+    """One row of the terminal summary's "documented commands" table: how the command ran, and for how long."""
+    status = "ok" if result["rc"] == 0 else f"FAILED rc={result['rc']}"
+    return (f"{result['mode']:<8} {status:<14} {result['seconds']:>6.1f}s  {result['source']:<22} "
+            f"{result['command'][:90]}")
+
+
 @pytest.mark.parametrize("command", COMMANDS, ids=[c.id for c in COMMANDS])
 def test_documented_command_runs(command: DocumentedCommand, ran: dict[str, dict], request) -> None:
     result = ran[command.id]
-    add_to_summary(request.node, "documented commands", {k: v for k, v in result.items() if k != "output"})
+    add_to_summary(request.node, "documented commands", _summary_line(result))
     assert result["rc"] == 0, f"{command.source} ({result['mode']}): {command.text}\n{result['output']}"
 
 
 def test_model_card_usage_line_runs(ran: dict[str, dict], request) -> None:
     """The line gst-publish writes into the card, run inside the published folder (with its ref.wav)."""
     assert "card" in ran, "no documented gst-publish command produced a model card"
-    add_to_summary(request.node, "documented commands", {k: v for k, v in ran["card"].items() if k != "output"})
+    add_to_summary(request.node, "documented commands", _summary_line(ran["card"]))
+    counts = Counter(result["mode"] for result in ran.values())  # the table's last line: every command, by mode
+    add_to_summary(request.node, "documented commands", f"{len(ran)} documented commands: "
+                   + ", ".join(f"{n} {mode}" for mode, n in sorted(counts.items())))
     assert ran["card"]["rc"] == 0, ran["card"]["output"]
 
 
